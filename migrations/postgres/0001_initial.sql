@@ -1,0 +1,76 @@
+-- The workspace as oktasync knows it (for the `local` target: the workspace itself), the
+-- journal of operations, cycles and held plans. Timestamps are Unix epoch milliseconds.
+CREATE TABLE workspace_users (
+    workspace_id    TEXT    NOT NULL,
+    id              TEXT    NOT NULL,
+    okta_id         TEXT,
+    external_id     TEXT,
+    user_name       TEXT    NOT NULL,
+    user_name_lower TEXT    NOT NULL,
+    given_name      TEXT,
+    family_name     TEXT,
+    display_name    TEXT    NOT NULL,
+    email           TEXT,
+    active          BOOLEAN NOT NULL,
+    version         BIGINT  NOT NULL DEFAULT 1,
+    created_at      BIGINT  NOT NULL,
+    updated_at      BIGINT  NOT NULL,
+    PRIMARY KEY (workspace_id, id)
+);
+CREATE UNIQUE INDEX workspace_users_okta_id ON workspace_users (workspace_id, okta_id) WHERE okta_id IS NOT NULL;
+CREATE UNIQUE INDEX workspace_users_user_name ON workspace_users (workspace_id, user_name_lower);
+
+CREATE TABLE workspace_groups (
+    workspace_id  TEXT   NOT NULL,
+    id            TEXT   NOT NULL,
+    okta_group_id TEXT,
+    display_name  TEXT   NOT NULL,
+    version       BIGINT NOT NULL DEFAULT 1,
+    created_at    BIGINT NOT NULL,
+    updated_at    BIGINT NOT NULL,
+    PRIMARY KEY (workspace_id, id)
+);
+CREATE UNIQUE INDEX workspace_groups_okta_id ON workspace_groups (workspace_id, okta_group_id) WHERE okta_group_id IS NOT NULL;
+
+CREATE TABLE workspace_group_members (
+    workspace_id TEXT NOT NULL,
+    group_id     TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    PRIMARY KEY (workspace_id, group_id, user_id),
+    FOREIGN KEY (workspace_id, group_id) REFERENCES workspace_groups (workspace_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (workspace_id, user_id) REFERENCES workspace_users (workspace_id, id) ON DELETE CASCADE
+);
+
+CREATE TABLE cycles (
+    id           BIGSERIAL PRIMARY KEY,
+    workspace_id TEXT    NOT NULL,
+    dry_run      BOOLEAN NOT NULL,
+    started_at   BIGINT  NOT NULL,
+    finished_at  BIGINT,
+    outcome      TEXT,
+    summary      TEXT
+);
+
+CREATE TABLE journal (
+    id           BIGSERIAL PRIMARY KEY,
+    cycle_id     BIGINT NOT NULL REFERENCES cycles (id),
+    workspace_id TEXT   NOT NULL,
+    seq          BIGINT NOT NULL,
+    op           TEXT   NOT NULL,
+    okta_id      TEXT   NOT NULL,
+    detail       TEXT   NOT NULL,
+    status       TEXT   NOT NULL,
+    error        TEXT,
+    created_at   BIGINT NOT NULL,
+    finished_at  BIGINT
+);
+CREATE INDEX journal_pending ON journal (workspace_id, status);
+
+CREATE TABLE held_plans (
+    id            TEXT   PRIMARY KEY,
+    workspace_id  TEXT   NOT NULL,
+    deactivations TEXT   NOT NULL,
+    created_at    BIGINT NOT NULL,
+    approved_at   BIGINT,
+    consumed_at   BIGINT
+);

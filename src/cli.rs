@@ -1,0 +1,364 @@
+//! The command line: parsing (clap), logging set-up, and one function per command. Exit
+//! statuses follow the contract: 0 done or planned, 1 runtime failure, 2 usage or config
+//! error, 3 plan held by a safety threshold.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, ConfigError, Settings};
+use crate::okta::{Auth, ClientSettings, OktaClient};
+use crate::reconcile::cycle::{CycleOptions, WorkspaceSpec, run_cycle};
+use crate::render;
+use crate::store::Store;
+use crate::targets::local::LocalTarget;
+
+#[derive(Parser, Debug)]
+#[command(name = "oktasync", version, about = "Keeps a workspace's members and groups in step with Okta by pulling")]
+pub struct Cli {
+    /// Configuration file [default: $OKTASYNC_CONFIG, else config/oktasync.toml]
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one cycle (read Okta, plan, apply), then exit.
+    Sync {
+        /// Read everything (the only mode in this version; accepted for scripts).
+        #[arg(long)]
+        full: bool,
+        /// Plan only: apply nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply deactivations held by max_deactivations / max_deactivation_ratio.
+        #[arg(long)]
+        force: bool,
+        /// Only this workspace.
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Show the plan without applying it, or approve a held plan.
+    Plan {
+        /// Approve the held plan with this id: the next sync applies its deactivations.
+        #[arg(long, value_name = "ID")]
+        approve: Option<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Apply database migrations (also done on every start).
+    Migrate,
+    /// Validate the configuration and reach Okta and the store; name every problem.
+    CheckConfig,
+    /// A local stand-in for Okta's Management API, for demos and tests.
+    FakeOkta(FakeOktaArgs),
+    /// Start a fake Okta, sync it into a local SQLite workspace, print the plan and result.
+    Demo {
+        /// Where the demo keeps its files [default: a new temporary directory].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        #[arg(long, default_value_t = 12)]
+        groups: usize,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FakeOktaArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    #[arg(long, default_value_t = 10)]
+    pub groups: usize,
+    /// App ids to generate assignments for (repeatable).
+    #[arg(long = "app", default_value = "0oafakeapp0000000001")]
+    pub apps: Vec<String>,
+    #[arg(long, default_value = "fake-okta-token", env = "FAKE_OKTA_TOKEN")]
+    pub api_token: String,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Rate-limit windows last 60 s divided by this.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Multiplies every bucket's limit.
+    #[arg(long, default_value_t = 1.0)]
+    pub limit_multiplier: f64,
+    /// Never answer 429 (headers are still sent).
+    #[arg(long)]
+    pub no_rate_limits: bool,
+}
+
+impl FakeOktaArgs {
+    pub fn options(&self) -> fake_okta::Options {
+        fake_okta::Options {
+            users: self.users,
+            groups: self.groups,
+            app_ids: self.apps.clone(),
+            api_token: self.api_token.clone(),
+            seed: self.seed,
+            time_scale: self.time_scale,
+            rate_limits: !self.no_rate_limits,
+            limit_multiplier: self.limit_multiplier,
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OKTASYNC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,oktasync=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// A command's failure and the exit status it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl CommandError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) | Self::Usage(_) => 2,
+            Self::Runtime(_) => 1,
+        }
+    }
+}
+
+fn config_path(cli_path: Option<PathBuf>) -> PathBuf {
+    cli_path
+        .or_else(|| std::env::var_os("OKTASYNC_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("config/oktasync.toml"))
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, CommandError> {
+    match cli.command {
+        Command::FakeOkta(args) => {
+            fake_okta::run_until_signal(args.listen, args.options()).await?;
+            Ok(0)
+        }
+        Command::Demo { dir, users, groups } => Ok(crate::demo::run(dir, users, groups).await?),
+        command => {
+            let settings = config::load(&config_path(cli.config))?;
+            run_command(command, settings).await
+        }
+    }
+}
+
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    use anyhow::Context;
+    let store = Store::connect(&settings.store_url)
+        .await
+        .context("opening the store (store.url)")?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+pub fn okta_client(settings: &Settings) -> anyhow::Result<OktaClient> {
+    Ok(OktaClient::new(ClientSettings {
+        org_url: settings.okta.org_url.clone(),
+        auth: Auth::Ssws(settings.okta.api_token.clone()),
+        rate_limit_share: settings.okta.rate_limit_share,
+        rate_limit_window: settings.okta.rate_limit_window,
+        request_timeout: settings.okta.request_timeout,
+        max_retries: settings.okta.max_retries,
+        max_throttled: 10,
+    })?)
+}
+
+fn workspace_specs(settings: &Settings, only: Option<&str>) -> Result<Vec<WorkspaceSpec>, CommandError> {
+    let specs: Vec<WorkspaceSpec> = settings
+        .workspaces
+        .iter()
+        .filter(|w| only.is_none_or(|id| w.policy.workspace_id == id))
+        .map(|w| WorkspaceSpec {
+            policy: w.policy.clone(),
+            plan_options: w.plan_options,
+        })
+        .collect();
+    if specs.is_empty() {
+        return Err(CommandError::Usage(format!(
+            "--workspace {:?} is not configured",
+            only.unwrap_or_default()
+        )));
+    }
+    Ok(specs)
+}
+
+/// Shows progress on stderr while a long one-shot run reads and applies, when it is a terminal.
+struct ProgressLine {
+    read: Arc<AtomicU64>,
+    applied: Arc<AtomicU64>,
+    total: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+}
+
+impl ProgressLine {
+    fn start(read: Arc<AtomicU64>) -> Arc<Self> {
+        let line = Arc::new(Self {
+            read,
+            applied: Arc::default(),
+            total: Arc::default(),
+            done: Arc::default(),
+        });
+        if std::io::stderr().is_terminal() {
+            let ticker = line.clone();
+            tokio::spawn(async move {
+                while !ticker.done.load(Ordering::Relaxed) {
+                    let total = ticker.total.load(Ordering::Relaxed);
+                    let mut err = std::io::stderr();
+                    let _ = if total == 0 {
+                        write!(err, "\r\x1b[Kreading Okta: {} objects", ticker.read.load(Ordering::Relaxed))
+                    } else {
+                        write!(err, "\r\x1b[Kapplying: {}/{total}", ticker.applied.load(Ordering::Relaxed))
+                    };
+                    let _ = err.flush();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let _ = write!(std::io::stderr(), "\r\x1b[K");
+            });
+        }
+        line
+    }
+
+    fn finish(&self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn run_command(command: Command, settings: Settings) -> Result<u8, CommandError> {
+    match command {
+        Command::Migrate => {
+            let store = open_store(&settings).await?;
+            println!("migrations applied ({})", store.backend());
+            Ok(0)
+        }
+        Command::CheckConfig => Ok(crate::check::check_config(&settings).await?),
+        Command::Plan {
+            approve: Some(id), ..
+        } => {
+            let store = open_store(&settings).await?;
+            if store.approve_held_plan(&id).await.map_err(anyhow::Error::from)? {
+                println!("held plan {id} approved: the next sync applies its deactivations");
+                Ok(0)
+            } else {
+                Err(CommandError::Usage(format!("no held plan {id:?} awaiting approval (see `oktasync plan`)")))
+            }
+        }
+        Command::Plan {
+            approve: None,
+            workspace,
+            format,
+        } => cycle(&settings, workspace.as_deref(), true, false, format).await,
+        Command::Sync {
+            full: _,
+            dry_run,
+            force,
+            workspace,
+            format,
+        } => cycle(&settings, workspace.as_deref(), dry_run, force, format).await,
+        Command::FakeOkta(_) | Command::Demo { .. } => Ok(0),
+    }
+}
+
+/// One cycle for `sync` and `plan`; prints the report and returns the exit status.
+pub async fn cycle(
+    settings: &Settings,
+    only: Option<&str>,
+    dry_run: bool,
+    force: bool,
+    format: OutputFormat,
+) -> Result<u8, CommandError> {
+    let specs = workspace_specs(settings, only)?;
+    let store = open_store(settings).await?;
+    let client = okta_client(settings)?;
+    let target = LocalTarget::new(store.clone());
+    let progress_line = ProgressLine::start(client.items_read());
+    let line = progress_line.clone();
+    let progress = move |done: usize, total: usize| {
+        line.total.store(total as u64, Ordering::Relaxed);
+        line.applied.store(done as u64, Ordering::Relaxed);
+    };
+    let report = run_cycle(
+        &client,
+        &target,
+        &store,
+        &specs,
+        CycleOptions {
+            dry_run,
+            force,
+            thresholds: settings.thresholds,
+        },
+        &progress,
+    )
+    .await
+    .map_err(anyhow::Error::from)?;
+    progress_line.finish();
+    for (bucket, stats) in client.rate_limits().stats() {
+        tracing::info!(bucket = bucket.as_str(), calls = stats.calls, throttled = stats.throttled, limit = ?stats.limit, "Okta calls");
+    }
+    match format {
+        OutputFormat::Json => println!("{}", render::report_json(&report, dry_run)),
+        OutputFormat::Text => print!("{}", render::report_text(&report, dry_run)),
+    }
+    store.close().await;
+    Ok(report.exit_code())
+}

@@ -1,0 +1,431 @@
+//! Configuration: a TOML file plus `OKTASYNC_<SECTION>__<KEY>` environment overrides, read
+//! into raw serde structs (unknown keys rejected) and then validated into `Settings`, naming
+//! the key of every problem. Secrets stay `SecretString`s and are never printed.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::reconcile::desired::{GroupPattern, GroupSelector, WorkspacePolicy};
+use crate::reconcile::plan::{OnUnlink, PlanOptions};
+use crate::reconcile::safety::Thresholds;
+
+/// One problem with the configuration, tied to the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration: {0}")]
+    Read(String),
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  {}: {}", p.key, p.message)).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    okta: RawOkta,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    sync: RawSync,
+    #[serde(default)]
+    workspaces: Vec<RawWorkspace>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOkta {
+    org_url: String,
+    api_token: Option<SecretString>,
+    oauth: Option<RawOAuth>,
+    #[serde(default = "default_share")]
+    rate_limit_share: f64,
+    /// Okta's rate-limit window; only shortened against a time-scaled fake Okta.
+    #[serde(default = "default_window")]
+    rate_limit_window: String,
+    #[serde(default = "default_timeout")]
+    request_timeout: String,
+    #[serde(default = "default_retries")]
+    max_retries: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read once OAuth lands; accepted now so the key is not "unknown"
+struct RawOAuth {
+    client_id: String,
+    private_key_file: String,
+    key_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(default = "default_store_url")]
+    url: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            url: default_store_url(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default = "default_listen")]
+    listen: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    #[serde(default = "default_interval")]
+    interval: String,
+    #[serde(default = "default_full_every")]
+    full_every: String,
+    #[serde(default = "default_max_deactivations")]
+    max_deactivations: usize,
+    #[serde(default = "default_ratio")]
+    max_deactivation_ratio: f64,
+}
+
+impl Default for RawSync {
+    fn default() -> Self {
+        Self {
+            interval: default_interval(),
+            full_every: default_full_every(),
+            max_deactivations: default_max_deactivations(),
+            max_deactivation_ratio: default_ratio(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPushGroups {
+    Keyword(String),
+    List(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspace {
+    id: String,
+    okta_app_id: String,
+    scim_token: Option<SecretString>,
+    push_groups: Option<RawPushGroups>,
+    on_unlink: Option<String>,
+    target: Option<RawTarget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // base_url, token and update_method are read by the scim target
+struct RawTarget {
+    kind: String,
+    base_url: Option<String>,
+    token: Option<SecretString>,
+    update_method: Option<String>,
+}
+
+fn default_share() -> f64 {
+    0.5
+}
+fn default_window() -> String {
+    "60s".into()
+}
+fn default_timeout() -> String {
+    "30s".into()
+}
+fn default_retries() -> usize {
+    4
+}
+fn default_store_url() -> String {
+    "sqlite://data/oktasync.db".into()
+}
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_interval() -> String {
+    "5m".into()
+}
+fn default_full_every() -> String {
+    "1h".into()
+}
+fn default_max_deactivations() -> usize {
+    50
+}
+fn default_ratio() -> f64 {
+    0.1
+}
+
+/// Validated settings.
+#[derive(Clone)]
+pub struct Settings {
+    pub okta: OktaSettings,
+    pub store_url: String,
+    pub listen: SocketAddr,
+    pub interval: Duration,
+    pub full_every: Duration,
+    pub thresholds: Thresholds,
+    pub workspaces: Vec<WorkspaceSettings>,
+}
+
+#[derive(Clone)]
+pub struct OktaSettings {
+    pub org_url: url::Url,
+    pub api_token: SecretString,
+    pub rate_limit_share: f64,
+    pub rate_limit_window: Duration,
+    pub request_timeout: Duration,
+    pub max_retries: usize,
+}
+
+#[derive(Clone)]
+pub struct WorkspaceSettings {
+    pub policy: WorkspacePolicy,
+    pub plan_options: PlanOptions,
+    pub scim_token: Option<SecretString>,
+}
+
+/// The config file: `--config`, else `$OKTASYNC_CONFIG`, else `config/oktasync.toml`.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let env = std::env::vars().filter(|(k, _)| k.starts_with("OKTASYNC_") && k.contains("__"));
+    load_with_env(path, env.collect())
+}
+
+pub fn load_with_env(
+    path: &Path,
+    env: std::collections::HashMap<String, String>,
+) -> Result<Settings, ConfigError> {
+    if !path.exists() {
+        return Err(ConfigError::Read(format!(
+            "{} does not exist (set --config or OKTASYNC_CONFIG)",
+            path.display()
+        )));
+    }
+    let raw: RawConfig = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("OKTASYNC")
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(env)),
+        )
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ConfigError::Read(format!("{}: {e}", path.display())))?;
+    validate(raw)
+}
+
+fn duration(key: &str, value: &str, problems: &mut Vec<Problem>) -> Duration {
+    match humantime::parse_duration(value) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            problems.push(problem(key, "must be longer than zero"));
+            Duration::from_secs(1)
+        }
+        Err(e) => {
+            problems.push(problem(key, &format!("{value:?} is not a duration like \"30s\" or \"5m\": {e}")));
+            Duration::from_secs(1)
+        }
+    }
+}
+
+fn problem(key: &str, message: &str) -> Problem {
+    Problem {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Checks a URL's scheme: https, or plain http only to a loopback host.
+pub fn check_url(key: &str, value: &str, problems: &mut Vec<Problem>) -> Option<url::Url> {
+    match url::Url::parse(value) {
+        Ok(url) if url.scheme() == "https" => Some(url),
+        Ok(url) if url.scheme() == "http" && is_loopback_host(&url) => Some(url),
+        Ok(url) if url.scheme() == "http" => {
+            problems.push(problem(key, "plain http is only allowed to a loopback host; use https"));
+            None
+        }
+        Ok(url) => {
+            problems.push(problem(key, &format!("scheme {:?} is not https", url.scheme())));
+            None
+        }
+        Err(e) => {
+            problems.push(problem(key, &format!("{value:?} is not a URL: {e}")));
+            None
+        }
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
+    let mut problems = Vec::new();
+    let org_url = check_url("okta.org_url", &raw.okta.org_url, &mut problems);
+    if let Some(url) = &org_url
+        && (url.path() != "/" || url.query().is_some())
+    {
+        problems.push(problem("okta.org_url", "must be the org's base URL, like https://acme.okta.com, without a path"));
+    }
+    let api_token = match (raw.okta.api_token, raw.okta.oauth) {
+        (Some(token), _) => Some(token),
+        (None, Some(_)) => {
+            problems.push(problem("okta.oauth", "OAuth service apps are not supported by this version yet; set okta.api_token"));
+            None
+        }
+        (None, None) => {
+            problems.push(problem("okta.api_token", "missing: set okta.api_token (or OKTASYNC_OKTA__API_TOKEN)"));
+            None
+        }
+    };
+    let share = raw.okta.rate_limit_share;
+    if !(share > 0.0 && share <= 1.0) {
+        problems.push(problem("okta.rate_limit_share", "must be greater than 0 and at most 1"));
+    }
+    let rate_limit_window = duration("okta.rate_limit_window", &raw.okta.rate_limit_window, &mut problems);
+    let request_timeout = duration("okta.request_timeout", &raw.okta.request_timeout, &mut problems);
+
+    if !(raw.store.url.starts_with("sqlite:") || raw.store.url.starts_with("postgres://") || raw.store.url.starts_with("postgresql://")) {
+        problems.push(problem("store.url", "must start with sqlite:// or postgres://"));
+    }
+    let listen = raw.server.listen.parse::<SocketAddr>().unwrap_or_else(|e| {
+        problems.push(problem("server.listen", &format!("{:?} is not an address like 127.0.0.1:8080: {e}", raw.server.listen)));
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    let interval = duration("sync.interval", &raw.sync.interval, &mut problems);
+    let full_every = duration("sync.full_every", &raw.sync.full_every, &mut problems);
+    let ratio = raw.sync.max_deactivation_ratio;
+    if !(0.0..=1.0).contains(&ratio) {
+        problems.push(problem("sync.max_deactivation_ratio", "must be between 0 and 1"));
+    }
+
+    if raw.workspaces.is_empty() {
+        problems.push(problem("workspaces", "no [[workspaces]] configured"));
+    }
+    let mut seen = BTreeSet::new();
+    let mut workspaces = Vec::new();
+    for (i, ws) in raw.workspaces.into_iter().enumerate() {
+        let key = |k: &str| format!("workspaces[{i}].{k}");
+        if ws.id.is_empty() || !ws.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            problems.push(problem(&key("id"), "must be non-empty letters, digits, '-' or '_' (it is part of the SCIM URL)"));
+        } else if !seen.insert(ws.id.clone()) {
+            problems.push(problem(&key("id"), &format!("{:?} is used twice", ws.id)));
+        }
+        if ws.okta_app_id.trim().is_empty() {
+            problems.push(problem(&key("okta_app_id"), "must not be empty"));
+        }
+        let push_groups = match ws.push_groups {
+            None => GroupSelector::Listed(Vec::new()),
+            Some(RawPushGroups::Keyword(k)) if k == "assigned" => GroupSelector::Assigned,
+            Some(RawPushGroups::Keyword(k)) if k == "okta" => GroupSelector::OktaPushMappings,
+            Some(RawPushGroups::Keyword(k)) => {
+                problems.push(problem(&key("push_groups"), &format!("{k:?} is neither \"assigned\", \"okta\" nor a list of group names")));
+                GroupSelector::Listed(Vec::new())
+            }
+            Some(RawPushGroups::List(list)) => GroupSelector::Listed(
+                list.into_iter()
+                    .filter_map(|entry| parse_pattern(&entry).map_err(|m| problems.push(problem(&key("push_groups"), &m))).ok())
+                    .collect(),
+            ),
+        };
+        let on_unlink = match ws.on_unlink.as_deref() {
+            None | Some("keep") => OnUnlink::Keep,
+            Some("delete") => OnUnlink::Delete,
+            Some(other) => {
+                problems.push(problem(&key("on_unlink"), &format!("{other:?} is neither \"keep\" nor \"delete\"")));
+                OnUnlink::Keep
+            }
+        };
+        if let Some(target) = &ws.target {
+            match target.kind.as_str() {
+                "local" => {}
+                "scim" => problems.push(problem(&key("target.kind"), "the \"scim\" target is not supported by this version yet")),
+                other => problems.push(problem(&key("target.kind"), &format!("{other:?} is neither \"local\" nor \"scim\""))),
+            }
+        }
+        workspaces.push(WorkspaceSettings {
+            policy: WorkspacePolicy {
+                workspace_id: ws.id,
+                okta_app_id: ws.okta_app_id,
+                push_groups,
+            },
+            plan_options: PlanOptions { on_unlink },
+            scim_token: ws.scim_token,
+        });
+    }
+
+    match (org_url, api_token) {
+        (Some(org_url), Some(api_token)) if problems.is_empty() => Ok(Settings {
+            okta: OktaSettings {
+                org_url,
+                api_token,
+                rate_limit_share: share,
+                rate_limit_window,
+                request_timeout,
+                max_retries: raw.okta.max_retries,
+            },
+            store_url: raw.store.url,
+            listen,
+            interval,
+            full_every,
+            thresholds: Thresholds {
+                max_deactivations: raw.sync.max_deactivations,
+                max_deactivation_ratio: ratio,
+            },
+            workspaces,
+        }),
+        _ => Err(ConfigError::Invalid(problems)),
+    }
+}
+
+/// `re:<regex>`, `id:<group id>`, a bare Okta group id (`00g` + 17 characters), or a name.
+fn parse_pattern(entry: &str) -> Result<GroupPattern, String> {
+    if let Some(re) = entry.strip_prefix("re:") {
+        return regex::Regex::new(re)
+            .map(GroupPattern::Regex)
+            .map_err(|e| format!("{entry:?} is not a valid regex: {e}"));
+    }
+    if let Some(id) = entry.strip_prefix("id:") {
+        return Ok(GroupPattern::Id(id.to_owned()));
+    }
+    let looks_like_id = entry.len() == 20 && entry.starts_with("00g") && entry.chars().all(|c| c.is_ascii_alphanumeric());
+    if looks_like_id {
+        Ok(GroupPattern::Id(entry.to_owned()))
+    } else if entry.is_empty() {
+        Err("an empty group name".into())
+    } else {
+        Ok(GroupPattern::Name(entry.to_owned()))
+    }
+}

@@ -1,0 +1,13 @@
+//! oktasync: keeps a workspace's members and groups in step with Okta by pulling.
+//! See ARCHITECTURE.md for the map and its invariants.
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod model;
+pub mod okta;
+pub mod reconcile;
+pub mod render;
+pub mod store;
+pub mod targets;

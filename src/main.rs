@@ -1,0 +1,7 @@
+//! The `oktasync` binary: parses the command line and hands over to `cli`.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    oktasync::cli::main()
+}

@@ -1,0 +1,216 @@
+//! The HTTP client for Okta's Management API: authentication, one page at a time with
+//! pacing, 429 waits and retries, and whole listings by following `next` links.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, USER_AGENT};
+use reqwest::{StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+
+use super::OktaError;
+use super::paging::next_link;
+use super::ratelimit::{Bucket, RateHeaders, RateLimits};
+use super::wire::ErrorBody;
+
+/// How the client authenticates.
+#[derive(Clone)]
+pub enum Auth {
+    /// `Authorization: SSWS <token>`.
+    Ssws(SecretString),
+}
+
+#[derive(Clone)]
+pub struct ClientSettings {
+    pub org_url: Url,
+    pub auth: Auth,
+    pub rate_limit_share: f64,
+    pub rate_limit_window: Duration,
+    pub request_timeout: Duration,
+    /// Retries of a failing request (5xx, timeouts, invalid JSON) before the listing fails.
+    pub max_retries: usize,
+    /// 429 answers tolerated for one request before the listing fails.
+    pub max_throttled: usize,
+}
+
+pub struct OktaClient {
+    http: reqwest::Client,
+    settings: ClientSettings,
+    limits: RateLimits,
+    items_read: Arc<AtomicU64>,
+}
+
+/// One page of a listing.
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Url>,
+}
+
+impl OktaClient {
+    pub fn new(settings: ClientSettings) -> Result<Self, OktaError> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(8)
+            .build()
+            .map_err(|e| OktaError::Setup(e.to_string()))?;
+        Ok(Self {
+            limits: RateLimits::new(settings.rate_limit_share, settings.rate_limit_window),
+            http,
+            settings,
+            items_read: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.limits
+    }
+
+    /// Objects read so far (for progress display).
+    pub fn items_read(&self) -> Arc<AtomicU64> {
+        self.items_read.clone()
+    }
+
+    pub fn url(&self, path_and_query: &str) -> Result<Url, OktaError> {
+        self.settings
+            .org_url
+            .join(path_and_query)
+            .map_err(|e| OktaError::Setup(format!("bad URL {path_and_query}: {e}")))
+    }
+
+    /// Refuses `next` links that leave the org: the API token must never go elsewhere.
+    fn same_origin(&self, url: &Url) -> bool {
+        url.origin() == self.settings.org_url.origin()
+    }
+
+    fn auth_header(&self) -> Result<HeaderValue, OktaError> {
+        let Auth::Ssws(token) = &self.settings.auth;
+        let mut value = HeaderValue::from_str(&format!("SSWS {}", token.expose_secret()))
+            .map_err(|_| OktaError::Setup("okta.api_token contains invalid characters".into()))?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
+    /// One GET, paced, with 429 waits but no other retry.
+    async fn get_once<T: DeserializeOwned>(&self, url: &Url) -> Result<Page<T>, OktaError> {
+        let bucket = Bucket::for_path(url.path());
+        let mut throttled = 0;
+        loop {
+            self.limits.acquire(bucket).await;
+            let response = self
+                .http
+                .get(url.clone())
+                .header(AUTHORIZATION, self.auth_header()?)
+                .header(ACCEPT, "application/json")
+                .header(USER_AGENT, concat!("oktasync/", env!("CARGO_PKG_VERSION")))
+                .send()
+                .await
+                .map_err(|e| OktaError::Transport {
+                    url: redact(url),
+                    timeout: e.is_timeout(),
+                    message: e.to_string(),
+                })?;
+            let headers = RateHeaders::parse(response.headers());
+            let status = response.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                let wait = self.limits.throttled(bucket, &headers);
+                throttled += 1;
+                if throttled > self.settings.max_throttled {
+                    return Err(OktaError::RateLimited {
+                        url: redact(url),
+                        attempts: throttled,
+                    });
+                }
+                tracing::info!(
+                    bucket = bucket.as_str(),
+                    wait_ms = wait.as_millis() as u64,
+                    concurrency = headers.is_concurrency_limit(),
+                    "Okta rate limit hit: waiting for the window to reset"
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            self.limits.observe(bucket, &headers);
+            let next = next_link(response.headers());
+            let body = response.bytes().await.map_err(|e| OktaError::Transport {
+                url: redact(url),
+                timeout: e.is_timeout(),
+                message: e.to_string(),
+            })?;
+            if !status.is_success() {
+                let error: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+                return Err(OktaError::Status {
+                    url: redact(url),
+                    status: status.as_u16(),
+                    code: error.error_code,
+                    summary: error.error_summary,
+                });
+            }
+            let items: Vec<T> =
+                serde_json::from_slice(&body).map_err(|e| OktaError::InvalidResponse {
+                    url: redact(url),
+                    message: e.to_string(),
+                })?;
+            self.items_read
+                .fetch_add(items.len() as u64, Ordering::Relaxed);
+            let next = match next {
+                Some(link) => {
+                    let next = Url::parse(&link).map_err(|e| OktaError::InvalidResponse {
+                        url: redact(url),
+                        message: format!("next link {link:?} is not a URL: {e}"),
+                    })?;
+                    if !self.same_origin(&next) {
+                        return Err(OktaError::InvalidResponse {
+                            url: redact(url),
+                            message: format!("next link leaves the org: {}", redact(&next)),
+                        });
+                    }
+                    Some(next)
+                }
+                None => None,
+            };
+            return Ok(Page { items, next });
+        }
+    }
+
+    /// One page, retried with exponential backoff on errors that may pass.
+    pub async fn get_page<T: DeserializeOwned>(&self, url: &Url) -> Result<Page<T>, OktaError> {
+        let backoff = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(self.settings.max_retries);
+        (|| self.get_once(url))
+            .retry(backoff)
+            .when(OktaError::is_retryable)
+            .notify(|error, wait| {
+                tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "Okta request failed, retrying");
+            })
+            .await
+    }
+
+    /// Every page of a listing, following `next` links verbatim.
+    pub async fn list_all<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<Vec<T>, OktaError> {
+        let mut url = self.url(path_and_query)?;
+        let mut all = Vec::new();
+        loop {
+            let page = self.get_page::<T>(&url).await?;
+            all.extend(page.items);
+            match page.next {
+                Some(next) => url = next,
+                None => return Ok(all),
+            }
+        }
+    }
+}
+
+/// A URL fit for logs: path and query only (no host credentials, nothing secret in Okta URLs).
+fn redact(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    }
+}

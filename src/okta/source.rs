@@ -1,0 +1,160 @@
+//! Building an `OktaSnapshot` from Okta's listings: users (with DEPROVISIONED ones), groups,
+//! app assignments, group-push mappings, then the members of the groups that are pushed.
+//! Listings in different rate-limit buckets run concurrently. A listing that fails after its
+//! retries marks the snapshot incomplete and is named in its failures; the rest still count.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures_util::{StreamExt, stream};
+
+use super::client::OktaClient;
+use super::{OktaError, wire};
+use crate::model::{AppAssignments, OktaGroup, OktaSnapshot, OktaUser};
+use crate::reconcile::ports::{OktaSource, ReadRequest};
+
+/// Group member listings in flight at once (they share one bucket, paced anyway).
+const MEMBER_CONCURRENCY: usize = 4;
+
+fn failure(listing: &str, error: &OktaError) -> String {
+    format!("{listing}: {error}")
+}
+
+impl OktaClient {
+    /// Every user. Okta's plain listing omits DEPROVISIONED users, so they are read by a
+    /// `filter` too (rather than `search`, whose results are capped and eventually consistent).
+    async fn read_users(&self) -> Result<BTreeMap<String, OktaUser>, String> {
+        let (active, deprovisioned) = tokio::join!(
+            self.list_all::<wire::User>("/api/v1/users?limit=200"),
+            self.list_all::<wire::User>(
+                "/api/v1/users?limit=200&filter=status%20eq%20%22DEPROVISIONED%22"
+            ),
+        );
+        let active = active.map_err(|e| failure("users", &e))?;
+        let deprovisioned = deprovisioned.map_err(|e| failure("deprovisioned users", &e))?;
+        Ok(active
+            .into_iter()
+            .chain(deprovisioned)
+            .map(|u| (u.id.clone(), OktaUser::from(u)))
+            .collect())
+    }
+
+    async fn read_groups(&self) -> Result<BTreeMap<String, OktaGroup>, String> {
+        let groups = self
+            .list_all::<wire::Group>("/api/v1/groups?limit=200")
+            .await
+            .map_err(|e| failure("groups", &e))?;
+        Ok(groups
+            .into_iter()
+            .map(|g| (g.id.clone(), OktaGroup::from(g)))
+            .collect())
+    }
+
+    async fn read_app(&self, app_id: &str, push_mappings: bool) -> Result<AppAssignments, String> {
+        let app = urlencode(app_id);
+        let users_path = format!("/api/v1/apps/{app}/users?limit=500");
+        let groups_path = format!("/api/v1/apps/{app}/groups?limit=200");
+        let users = self
+            .list_all::<wire::AppUser>(&users_path)
+            .await
+            .map_err(|e| failure(&format!("app {app_id} users"), &e))?;
+        let groups = self
+            .list_all::<wire::AppGroup>(&groups_path)
+            .await
+            .map_err(|e| failure(&format!("app {app_id} groups"), &e))?;
+        let mut mappings = BTreeSet::new();
+        if push_mappings {
+            let path = format!("/api/v1/apps/{app}/group-push/mappings?limit=1000");
+            let listed = self
+                .list_all::<wire::GroupPushMapping>(&path)
+                .await
+                .map_err(|e| failure(&format!("app {app_id} group-push mappings"), &e))?;
+            mappings = listed
+                .into_iter()
+                .filter(|m| m.status == "ACTIVE")
+                .map(|m| m.source_group_id)
+                .collect();
+        }
+        Ok(AppAssignments {
+            users: users
+                .into_iter()
+                .map(|u| {
+                    let scope = u.assignment_scope();
+                    (u.id, scope)
+                })
+                .collect(),
+            groups: groups.into_iter().map(|g| g.id).collect(),
+            push_mappings: mappings,
+        })
+    }
+
+    async fn read_members(&self, group_id: &str) -> Result<BTreeSet<String>, String> {
+        let path = format!("/api/v1/groups/{}/users?limit=1000", urlencode(group_id));
+        let members = self
+            .list_all::<wire::Member>(&path)
+            .await
+            .map_err(|e| failure(&format!("members of group {group_id}"), &e))?;
+        Ok(members.into_iter().map(|m| m.id).collect())
+    }
+}
+
+fn urlencode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+impl OktaSource for OktaClient {
+    async fn read(&self, request: ReadRequest<'_>) -> OktaSnapshot {
+        let users = self.read_users();
+        let groups_then_members = async {
+            let mut snapshot = OktaSnapshot::default();
+            let mut failures = Vec::new();
+            let groups = self.read_groups();
+            let apps = async {
+                let mut apps = BTreeMap::new();
+                let mut failures = Vec::new();
+                for app_id in &request.app_ids {
+                    let push = request.push_mapping_app_ids.contains(app_id);
+                    match self.read_app(app_id, push).await {
+                        Ok(app) => {
+                            apps.insert(app_id.clone(), app);
+                        }
+                        Err(f) => failures.push(f),
+                    }
+                }
+                (apps, failures)
+            };
+            let (groups, (apps, app_failures)) = tokio::join!(groups, apps);
+            match groups {
+                Ok(groups) => snapshot.groups = groups,
+                Err(f) => failures.push(f),
+            }
+            snapshot.apps = apps;
+            failures.extend(app_failures);
+            let wanted = (request.select_groups)(&snapshot);
+            let results: Vec<(String, Result<BTreeSet<String>, String>)> = stream::iter(wanted)
+                .map(|group_id| async move {
+                    let members = self.read_members(&group_id).await;
+                    (group_id, members)
+                })
+                .buffer_unordered(MEMBER_CONCURRENCY)
+                .collect()
+                .await;
+            for (group_id, members) in results {
+                match members {
+                    Ok(members) => {
+                        snapshot.group_members.insert(group_id, members);
+                    }
+                    Err(f) => failures.push(f),
+                }
+            }
+            (snapshot, failures)
+        };
+        let (users, (mut snapshot, mut failures)) = tokio::join!(users, groups_then_members);
+        match users {
+            Ok(users) => snapshot.users = users,
+            Err(f) => failures.insert(0, f),
+        }
+        snapshot.complete = failures.is_empty();
+        snapshot.failures = failures;
+        snapshot
+    }
+}

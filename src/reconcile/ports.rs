@@ -1,0 +1,106 @@
+//! The engine's ports: the traits through which it reaches Okta, the workspace and its own
+//! state. Adapters (`okta/`, `targets/`, `store/`) implement them; the engine never names an
+//! adapter. Each has an in-memory fake for unit tests.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use crate::model::{OktaGroupId, OktaSnapshot, WorkspaceState};
+use crate::reconcile::plan::Operation;
+
+/// Which groups' memberships to read, decided once groups and app assignments are known.
+pub type GroupSelection<'a> = &'a (dyn Fn(&OktaSnapshot) -> BTreeSet<OktaGroupId> + Send + Sync);
+
+pub struct ReadRequest<'a> {
+    /// Apps whose user and group assignments are read.
+    pub app_ids: BTreeSet<String>,
+    /// Apps whose group-push mappings are read too.
+    pub push_mapping_app_ids: BTreeSet<String>,
+    pub select_groups: GroupSelection<'a>,
+}
+
+/// Okta, read-only. A failed listing never fails the call: it marks the snapshot incomplete
+/// and names the failure, so the engine can still apply what is safe.
+pub trait OktaSource: Send + Sync {
+    fn read(&self, request: ReadRequest<'_>) -> impl Future<Output = OktaSnapshot> + Send;
+}
+
+/// An error from a workspace target, per operation.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TargetError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// A workspace: the local store (`local`) or a downstream SCIM service provider (`scim`).
+pub trait WorkspaceTarget: Send + Sync {
+    fn load(
+        &self,
+        workspace_id: &str,
+    ) -> impl Future<Output = Result<WorkspaceState, TargetError>> + Send;
+
+    /// Applies one operation. Must be idempotent: applying it twice leaves the same state.
+    fn execute(
+        &self,
+        workspace_id: &str,
+        operation: &Operation,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
+}
+
+/// An error from the engine's own state (the store behind the journal).
+#[derive(Debug, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StateError(pub String);
+
+pub type JournalEntryId = i64;
+
+/// The state of a plan held by the safety thresholds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldPlan {
+    /// Stable for the same set of deactivations, so an operator can approve it by id.
+    pub id: String,
+    pub approved: bool,
+}
+
+/// The engine's memory: cycles, the journal of operations, held plans.
+pub trait StateStore: Send + Sync {
+    /// Starts a cycle for a workspace; operations left pending by an interrupted earlier
+    /// cycle are marked superseded (the new plan recomputes them from the store).
+    fn begin_cycle(
+        &self,
+        workspace_id: &str,
+        dry_run: bool,
+    ) -> impl Future<Output = Result<i64, StateError>> + Send;
+
+    /// Records every operation about to be applied as pending, in one transaction.
+    fn journal_pending(
+        &self,
+        cycle_id: i64,
+        workspace_id: &str,
+        operations: &[Operation],
+    ) -> impl Future<Output = Result<Vec<JournalEntryId>, StateError>> + Send;
+
+    fn journal_outcome(
+        &self,
+        entry: JournalEntryId,
+        error: Option<&str>,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    fn finish_cycle(
+        &self,
+        cycle_id: i64,
+        outcome: &str,
+        summary: &str,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// Records (or finds) the held plan for this set of deactivations.
+    fn hold(
+        &self,
+        workspace_id: &str,
+        deactivations: &[String],
+    ) -> impl Future<Output = Result<HeldPlan, StateError>> + Send;
+
+    /// Marks an approved held plan as used once its deactivations were applied.
+    fn consume_hold(&self, id: &str) -> impl Future<Output = Result<(), StateError>> + Send;
+}

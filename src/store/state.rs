@@ -1,0 +1,219 @@
+//! The engine's own state in the store: cycles, the operation journal and held plans
+//! (the `StateStore` port).
+
+use sha2::{Digest, Sha256};
+
+use super::{Store, StoreError, now_millis, on_pool};
+use crate::reconcile::plan::Operation;
+use crate::reconcile::ports::{HeldPlan, JournalEntryId, StateError, StateStore};
+use crate::render;
+
+impl From<StoreError> for StateError {
+    fn from(e: StoreError) -> Self {
+        StateError(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for StateError {
+    fn from(e: sqlx::Error) -> Self {
+        StateError(e.to_string())
+    }
+}
+
+/// A held plan's id: stable for one workspace and one set of deactivations.
+fn held_plan_id(workspace_id: &str, deactivations: &[String]) -> String {
+    let mut sorted: Vec<&String> = deactivations.iter().collect();
+    sorted.sort();
+    let mut hash = Sha256::new();
+    hash.update(workspace_id.as_bytes());
+    for id in sorted {
+        hash.update([0]);
+        hash.update(id.as_bytes());
+    }
+    hash.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A held plan as listed by `plan` and `status`.
+#[derive(Debug, Clone)]
+pub struct HeldPlanRecord {
+    pub id: String,
+    pub workspace_id: String,
+    pub deactivations: usize,
+    pub approved: bool,
+    pub consumed: bool,
+}
+
+impl Store {
+    /// Approves a held plan by id; false when no such unconsumed plan exists.
+    pub async fn approve_held_plan(&self, id: &str) -> Result<bool, StoreError> {
+        let done = on_pool!(self, pool => sqlx::query(
+            "UPDATE held_plans SET approved_at = $2 WHERE id = $1 AND consumed_at IS NULL",
+        )
+        .bind(id)
+        .bind(now_millis())
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(done > 0)
+    }
+
+    pub async fn held_plans(&self) -> Result<Vec<HeldPlanRecord>, StoreError> {
+        let rows: Vec<(String, String, String, Option<i64>, Option<i64>)> = on_pool!(self, pool =>
+            sqlx::query_as(
+                "SELECT id, workspace_id, deactivations, approved_at, consumed_at FROM held_plans ORDER BY created_at",
+            )
+            .fetch_all(pool)
+            .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(id, workspace_id, list, approved, consumed)| HeldPlanRecord {
+                deactivations: serde_json::from_str::<Vec<String>>(&list)
+                    .map(|l| l.len())
+                    .unwrap_or(0),
+                id,
+                workspace_id,
+                approved: approved.is_some(),
+                consumed: consumed.is_some(),
+            })
+            .collect())
+    }
+
+    /// Journal entries by status, for tests and `history`.
+    pub async fn journal_counts(&self, workspace_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as(
+            "SELECT status, COUNT(*) FROM journal WHERE workspace_id = $1 GROUP BY status ORDER BY status",
+        )
+        .bind(workspace_id)
+        .fetch_all(pool)
+        .await?))
+    }
+}
+
+impl StateStore for Store {
+    async fn begin_cycle(&self, workspace_id: &str, dry_run: bool) -> Result<i64, StateError> {
+        let now = now_millis();
+        let id = on_pool!(self, pool => {
+            let superseded = sqlx::query(
+                "UPDATE journal SET status = 'superseded', finished_at = $2 WHERE workspace_id = $1 AND status = 'pending'",
+            )
+            .bind(workspace_id)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            if superseded > 0 {
+                tracing::info!(workspace = workspace_id, superseded, "operations of an interrupted cycle will be re-planned");
+            }
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO cycles (workspace_id, dry_run, started_at) VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(workspace_id)
+            .bind(dry_run)
+            .bind(now)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(id)
+    }
+
+    async fn journal_pending(
+        &self,
+        cycle_id: i64,
+        workspace_id: &str,
+        operations: &[Operation],
+    ) -> Result<Vec<JournalEntryId>, StateError> {
+        let now = now_millis();
+        let ids = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut ids = Vec::with_capacity(operations.len());
+            for (seq, op) in operations.iter().enumerate() {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO journal (cycle_id, workspace_id, seq, op, okta_id, detail, status, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) RETURNING id",
+                )
+                .bind(cycle_id)
+                .bind(workspace_id)
+                .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+                .bind(op.kind().as_str())
+                .bind(op.okta_id())
+                .bind(render::operation_json(op).to_string())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                ids.push(id);
+            }
+            tx.commit().await?;
+            ids
+        });
+        Ok(ids)
+    }
+
+    async fn journal_outcome(
+        &self,
+        entry: JournalEntryId,
+        error: Option<&str>,
+    ) -> Result<(), StateError> {
+        let status = if error.is_some() { "failed" } else { "applied" };
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE journal SET status = $2, error = $3, finished_at = $4 WHERE id = $1",
+        )
+        .bind(entry)
+        .bind(status)
+        .bind(error)
+        .bind(now_millis())
+        .execute(pool)
+        .await.map(|_| ()))?;
+        Ok(())
+    }
+
+    async fn finish_cycle(&self, cycle_id: i64, outcome: &str, summary: &str) -> Result<(), StateError> {
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE cycles SET finished_at = $2, outcome = $3, summary = $4 WHERE id = $1",
+        )
+        .bind(cycle_id)
+        .bind(now_millis())
+        .bind(outcome)
+        .bind(summary)
+        .execute(pool)
+        .await.map(|_| ()))?;
+        Ok(())
+    }
+
+    async fn hold(&self, workspace_id: &str, deactivations: &[String]) -> Result<HeldPlan, StateError> {
+        let id = held_plan_id(workspace_id, deactivations);
+        let list = serde_json::to_string(deactivations).map_err(|e| StateError(e.to_string()))?;
+        let approved: Option<i64> = on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO held_plans (id, workspace_id, deactivations, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO UPDATE SET consumed_at = NULL, \
+                 approved_at = CASE WHEN held_plans.consumed_at IS NULL THEN held_plans.approved_at ELSE NULL END",
+            )
+            .bind(&id)
+            .bind(workspace_id)
+            .bind(&list)
+            .bind(now_millis())
+            .execute(pool)
+            .await?;
+            sqlx::query_scalar("SELECT approved_at FROM held_plans WHERE id = $1")
+                .bind(&id)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(HeldPlan {
+            id,
+            approved: approved.is_some(),
+        })
+    }
+
+    async fn consume_hold(&self, id: &str) -> Result<(), StateError> {
+        on_pool!(self, pool => sqlx::query("UPDATE held_plans SET consumed_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now_millis())
+            .execute(pool)
+            .await.map(|_| ()))?;
+        Ok(())
+    }
+}
