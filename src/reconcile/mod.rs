@@ -8,3 +8,8 @@ pub mod desired;
 pub mod plan;
 pub mod ports;
 pub mod safety;
+
+#[cfg(test)]
+pub mod fakes;
+#[cfg(test)]
+mod tests;

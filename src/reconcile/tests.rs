@@ -1,0 +1,248 @@
+//! Engine tests over the in-memory fakes: properties of `plan` (convergence, idempotence,
+//! ownership) and the cycle's safety behaviour.
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+
+use crate::model::{
+    AppAssignments, AssignmentScope, OktaGroup, OktaProfile, OktaSnapshot, OktaUser,
+    OktaUserStatus, UserAttributes, WorkspaceState, WorkspaceUser,
+};
+use crate::reconcile::cycle::{CycleOptions, WorkspaceSpec, run_cycle};
+use crate::reconcile::desired::{GroupSelector, WorkspacePolicy, desired_state};
+use crate::reconcile::fakes::{FakeSource, FakeState, FakeTarget, apply_in_memory};
+use crate::reconcile::plan::{OnUnlink, OpKind, Operation, PlanOptions, plan};
+use crate::reconcile::safety::Thresholds;
+
+const APP: &str = "app";
+
+fn policy(selector: GroupSelector) -> WorkspacePolicy {
+    WorkspacePolicy {
+        workspace_id: "ws".into(),
+        okta_app_id: APP.into(),
+        push_groups: selector,
+    }
+}
+
+fn statuses() -> impl Strategy<Value = OktaUserStatus> {
+    prop_oneof![
+        4 => Just(OktaUserStatus::Active),
+        1 => Just(OktaUserStatus::Suspended),
+        1 => Just(OktaUserStatus::Deprovisioned),
+        1 => Just(OktaUserStatus::Staged),
+    ]
+}
+
+/// A small Okta world with deliberately colliding names, logins and emails.
+fn snapshots() -> impl Strategy<Value = OktaSnapshot> {
+    let user = (statuses(), 0..4usize, 0..3usize, any::<bool>(), any::<bool>());
+    let users = proptest::collection::vec(proptest::option::of(user), 8);
+    let groups = proptest::collection::vec((0..3usize, proptest::collection::btree_set(0..8usize, 0..6)), 3);
+    (users, groups).prop_map(|(users, groups)| {
+        let mut s = OktaSnapshot { complete: true, ..OktaSnapshot::default() };
+        let mut app = AppAssignments::default();
+        for (i, u) in users.into_iter().enumerate() {
+            let Some((status, login, name, assigned, by_group)) = u else { continue };
+            let id = format!("00u{i}");
+            s.users.insert(id.clone(), OktaUser {
+                id: id.clone(),
+                status,
+                profile: OktaProfile {
+                    login: format!("user{login}-{i}@example.com"),
+                    email: Some(format!("mail{login}@example.com")),
+                    first_name: Some(["Ada", "Alan", "Grace"][name].into()),
+                    last_name: Some("X".into()),
+                    display_name: None,
+                },
+            });
+            if assigned {
+                app.users.insert(id, if by_group { AssignmentScope::Group } else { AssignmentScope::User });
+            }
+        }
+        for (j, (name, members)) in groups.into_iter().enumerate() {
+            let id = format!("00g{j}");
+            s.groups.insert(id.clone(), OktaGroup { id: id.clone(), name: ["Engineering", "team-a", "Sales"][name].into() });
+            s.group_members.insert(id.clone(), members.into_iter().map(|m| format!("00u{m}")).filter(|m| s.users.contains_key(m)).collect());
+            app.groups.insert(id);
+        }
+        s.apps.insert(APP.into(), app);
+        s
+    })
+}
+
+fn unmanaged_users() -> impl Strategy<Value = Vec<WorkspaceUser>> {
+    proptest::collection::vec((0..8usize, 0..4usize, any::<bool>()), 0..4).prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(k, (i, login, with_external))| WorkspaceUser {
+                id: format!("pre-{k}"),
+                okta_id: None,
+                external_id: with_external.then(|| format!("00u{i}")),
+                attributes: UserAttributes {
+                    user_name: format!("USER{login}-{i}@EXAMPLE.com"),
+                    display_name: "pre-existing".into(),
+                    ..UserAttributes::default()
+                },
+                active: true,
+            })
+            .collect()
+    })
+}
+
+fn converge(state: &mut WorkspaceState, ops: &[Operation]) {
+    for op in ops {
+        // An add may name a member whose create is elsewhere in the plan: apply order holds.
+        if let Err(e) = apply_in_memory(state, op) {
+            panic!("applying {op:?}: {e}");
+        }
+    }
+}
+
+fn selector() -> GroupSelector {
+    GroupSelector::Assigned
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Applying a plan converges: planning again finds nothing, whatever the workspace held.
+    #[test]
+    fn applying_a_plan_converges(before in snapshots(), after in snapshots(), pre in unmanaged_users(), delete in any::<bool>()) {
+        let options = PlanOptions { on_unlink: if delete { OnUnlink::Delete } else { OnUnlink::Keep } };
+        let p = policy(selector());
+        let mut state = WorkspaceState { users: pre.clone(), groups: Vec::new() };
+        let first = plan(&desired_state(&before, &p), &state, options);
+        converge(&mut state, &first.operations);
+        prop_assert!(plan(&desired_state(&before, &p), &state, options).is_empty());
+
+        let desired = desired_state(&after, &p);
+        let second = plan(&desired, &state, options);
+        prop_assert_eq!(&second, &plan(&desired, &state, options), "plan is deterministic");
+        converge(&mut state, &second.operations);
+        let again = plan(&desired, &state, options);
+        prop_assert!(again.is_empty(), "not converged: {:?}", again);
+
+        // Applying the same operations twice changes nothing more (idempotence).
+        let snapshot = state.clone();
+        converge(&mut state, &second.operations);
+        prop_assert_eq!(snapshot, state);
+    }
+
+    /// Unmanaged users are never changed, except when adopted; managed ones are never deleted.
+    #[test]
+    fn only_managed_or_adopted_users_are_touched(snap in snapshots(), pre in unmanaged_users()) {
+        let state = WorkspaceState { users: pre.clone(), groups: Vec::new() };
+        let ops = plan(&desired_state(&snap, &policy(selector())), &state, PlanOptions::default()).operations;
+        let adopted: BTreeSet<&str> = ops.iter().filter_map(|o| match o {
+            Operation::AdoptUser { workspace_id, .. } => Some(workspace_id.as_str()),
+            _ => None,
+        }).collect();
+        for op in &ops {
+            match op {
+                Operation::UpdateUser { workspace_id, .. } | Operation::DeactivateUser { workspace_id, .. } | Operation::ReactivateUser { workspace_id, .. } => {
+                    prop_assert!(!workspace_id.starts_with("pre-"), "touched unmanaged {}", workspace_id);
+                }
+                _ => {}
+            }
+        }
+        prop_assert_eq!(adopted.len(), ops.iter().filter(|o| o.kind() == OpKind::AdoptUser).count(), "each user adopted once");
+    }
+}
+
+fn user(id: &str) -> OktaUser {
+    OktaUser {
+        id: id.into(),
+        status: OktaUserStatus::Active,
+        profile: OktaProfile { login: format!("{id}@example.com"), ..OktaProfile::default() },
+    }
+}
+
+fn world(n: usize) -> OktaSnapshot {
+    let mut s = OktaSnapshot { complete: true, ..OktaSnapshot::default() };
+    let mut app = AppAssignments::default();
+    for i in 0..n {
+        let id = format!("00u{i:03}");
+        s.users.insert(id.clone(), user(&id));
+        app.users.insert(id, AssignmentScope::User);
+    }
+    s.apps.insert(APP.into(), app);
+    s
+}
+
+fn spec() -> Vec<WorkspaceSpec> {
+    vec![WorkspaceSpec { policy: policy(GroupSelector::Listed(vec![])), plan_options: PlanOptions::default() }]
+}
+
+fn options(force: bool) -> CycleOptions {
+    CycleOptions {
+        dry_run: false,
+        force,
+        thresholds: Thresholds { max_deactivations: 3, max_deactivation_ratio: 0.5 },
+    }
+}
+
+fn active(target: &FakeTarget) -> usize {
+    target.state.lock().map(|s| s.users.iter().filter(|u| u.active).count()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_incomplete_read_deactivates_nobody_but_still_creates() {
+    let target = FakeTarget::default();
+    let state = FakeState::default();
+    let Ok(report) = run_cycle(&FakeSource(world(10)), &target, &state, &spec(), options(false), &|_, _| {}).await else { panic!("cycle") };
+    assert_eq!(report.exit_code(), 0);
+    assert_eq!(active(&target), 10);
+
+    // The next read fails half-way: five users missing, one new.
+    let mut partial = world(5);
+    partial.users.insert("00u999".into(), user("00u999"));
+    if let Some(app) = partial.apps.get_mut(APP) {
+        app.users.insert("00u999".into(), AssignmentScope::User);
+    }
+    partial.complete = false;
+    partial.failures = vec!["users: HTTP 500".into()];
+    let Ok(report) = run_cycle(&FakeSource(partial), &target, &state, &spec(), options(true), &|_, _| {}).await else { panic!("cycle") };
+    assert_eq!(report.exit_code(), 1, "an incomplete read is a failed cycle");
+    assert_eq!(active(&target), 11, "nobody deactivated, the new user created, even with --force");
+    assert_eq!(report.workspaces[0].held.len(), 5);
+}
+
+#[tokio::test]
+async fn over_threshold_holds_deactivations_until_forced() {
+    let target = FakeTarget::default();
+    let state = FakeState::default();
+    let Ok(_) = run_cycle(&FakeSource(world(10)), &target, &state, &spec(), options(false), &|_, _| {}).await else { panic!("cycle") };
+    let mut smaller = world(6);
+    smaller.users.insert("00u500".into(), user("00u500"));
+    if let Some(app) = smaller.apps.get_mut(APP) {
+        app.users.insert("00u500".into(), AssignmentScope::User);
+    }
+    let Ok(report) = run_cycle(&FakeSource(smaller.clone()), &target, &state, &spec(), options(false), &|_, _| {}).await else { panic!("cycle") };
+    assert_eq!(report.exit_code(), 3);
+    assert_eq!(report.workspaces[0].held.len(), 4);
+    assert!(report.workspaces[0].held_plan_id.is_some());
+    assert_eq!(active(&target), 11, "the create applied, no deactivation");
+    let Ok(report) = run_cycle(&FakeSource(smaller), &target, &state, &spec(), options(true), &|_, _| {}).await else { panic!("cycle") };
+    assert_eq!(report.exit_code(), 0);
+    assert_eq!(active(&target), 7);
+}
+
+#[tokio::test]
+async fn one_failing_object_does_not_block_the_others() {
+    let target = FakeTarget::default();
+    if let Ok(mut failing) = target.failing.lock() {
+        failing.insert("00u003".into());
+    }
+    let state = FakeState::default();
+    let Ok(report) = run_cycle(&FakeSource(world(10)), &target, &state, &spec(), options(false), &|_, _| {}).await else { panic!("cycle") };
+    assert_eq!(report.exit_code(), 1);
+    assert_eq!(report.workspaces[0].failed.len(), 1);
+    assert_eq!(active(&target), 9);
+    if let Ok(mut failing) = target.failing.lock() {
+        failing.clear();
+    }
+    let Ok(report) = run_cycle(&FakeSource(world(10)), &target, &state, &spec(), options(false), &|_, _| {}).await else { panic!("cycle") };
+    assert_eq!(report.exit_code(), 0);
+    assert_eq!(active(&target), 10, "the failed create is planned again and converges");
+}
