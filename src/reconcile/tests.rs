@@ -10,7 +10,7 @@ use crate::model::{
     OktaUserStatus, UserAttributes, WorkspaceState, WorkspaceUser,
 };
 use crate::reconcile::cycle::{CycleOptions, WorkspaceSpec, run_cycle};
-use crate::reconcile::desired::{GroupSelector, WorkspacePolicy, desired_state};
+use crate::reconcile::desired::{DesiredState, GroupSelector, WorkspacePolicy, desired_state};
 use crate::reconcile::fakes::{FakeSource, FakeState, FakeTarget, apply_in_memory};
 use crate::reconcile::plan::{OnUnlink, OpKind, Operation, PlanOptions, plan};
 use crate::reconcile::safety::Thresholds;
@@ -99,6 +99,39 @@ fn converge(state: &mut WorkspaceState, ops: &[Operation]) {
     }
 }
 
+/// Checks a workspace against the desired state directly, independently of `plan`.
+fn matches_desired(state: &WorkspaceState, desired: &DesiredState) -> Result<(), String> {
+    for (okta_id, attributes) in &desired.users {
+        let user = state.users.iter().find(|u| u.okta_id.as_ref() == Some(okta_id)).ok_or(format!("{okta_id} missing"))?;
+        if !user.active || user.attributes != *attributes {
+            return Err(format!("{okta_id}: {user:?} instead of {attributes:?}"));
+        }
+    }
+    for user in &state.users {
+        if let Some(okta_id) = &user.okta_id
+            && user.active
+            && !desired.users.contains_key(okta_id)
+        {
+            return Err(format!("{okta_id} should be inactive"));
+        }
+    }
+    for (okta_group_id, group) in &desired.groups {
+        let actual = state.groups.iter().find(|g| g.okta_group_id.as_ref() == Some(okta_group_id)).ok_or(format!("group {okta_group_id} missing"))?;
+        let members: BTreeSet<String> = actual
+            .members
+            .iter()
+            .filter_map(|m| state.users.iter().find(|u| u.id == *m).and_then(|u| u.okta_id.clone()))
+            .collect();
+        if actual.display_name != group.display_name || members != group.members || members.len() != actual.members.len() {
+            return Err(format!("group {okta_group_id}: {actual:?} instead of {group:?}"));
+        }
+    }
+    if state.groups.iter().any(|g| g.okta_group_id.as_ref().is_some_and(|id| !desired.groups.contains_key(id))) {
+        return Err("a group left push but is still linked".into());
+    }
+    Ok(())
+}
+
 fn selector() -> GroupSelector {
     GroupSelector::Assigned
 }
@@ -122,6 +155,9 @@ proptest! {
         converge(&mut state, &second.operations);
         let again = plan(&desired, &state, options);
         prop_assert!(again.is_empty(), "not converged: {:?}", again);
+        if let Err(mismatch) = matches_desired(&state, &desired) {
+            prop_assert!(false, "applied plan does not give the desired workspace: {}", mismatch);
+        }
 
         // Applying the same operations twice changes nothing more (idempotence).
         let snapshot = state.clone();

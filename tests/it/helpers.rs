@@ -56,11 +56,10 @@ pub struct FakeOkta {
 }
 
 impl FakeOkta {
-    pub fn spawn(users: usize, groups: usize, extra: &[&str]) -> Self {
+    pub fn spawn(args: &[&str]) -> Self {
         let mut child = Command::new(bin())
             .args(["fake-okta", "--listen", "127.0.0.1:0", "--api-token", TOKEN])
-            .args(["--users", &users.to_string(), "--groups", &groups.to_string()])
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -174,11 +173,11 @@ impl World {
 }
 
 pub struct TestApp {
-    pub dir: tempfile::TempDir,
+    /// Kept alive for the test's duration: the store and config live in it.
+    _dir: tempfile::TempDir,
     pub config: PathBuf,
     pub store_url: String,
     pub fake: FakeOkta,
-    pub backend: Backend,
 }
 
 /// Extra TOML for `[sync]` and the workspace, merged into the generated config.
@@ -200,7 +199,13 @@ impl Default for AppConfig {
 }
 
 pub async fn spawn_app(backend: Backend, users: usize, groups: usize, config: AppConfig) -> TestApp {
-    let fake = FakeOkta::spawn(users, groups, &[]);
+    let (users, groups) = (users.to_string(), groups.to_string());
+    spawn_app_with_fake(backend, config, &["--users", &users, "--groups", &groups]).await
+}
+
+/// `spawn_app` with the fake's command-line arguments given in full.
+pub async fn spawn_app_with_fake(backend: Backend, config: AppConfig, fake_args: &[&str]) -> TestApp {
+    let fake = FakeOkta::spawn(fake_args);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let store_url = fresh_store_url(backend, dir.path()).await;
     let path = dir.path().join("oktasync.toml");
@@ -212,7 +217,7 @@ pub async fn spawn_app(backend: Backend, users: usize, groups: usize, config: Ap
         ),
     )
     .unwrap_or_else(|e| panic!("write config: {e}"));
-    TestApp { dir, config: path, store_url, fake, backend }
+    TestApp { _dir: dir, config: path, store_url, fake }
 }
 
 pub struct Run {
@@ -263,10 +268,6 @@ impl TestApp {
         let state = store.load_workspace(WS).await.unwrap_or_else(|e| panic!("load: {e}"));
         store.close().await;
         state
-    }
-
-    pub async fn store(&self) -> Store {
-        Store::connect(&self.store_url).await.unwrap_or_else(|e| panic!("store: {e}"))
     }
 }
 

@@ -3,5 +3,6 @@
 
 mod config_cli;
 mod helpers;
+mod okta_client;
 mod pipeline;
 mod store_conformance;
