@@ -353,7 +353,7 @@ pub async fn cycle(
     .map_err(anyhow::Error::from)?;
     progress_line.finish();
     for (bucket, stats) in client.rate_limits().stats() {
-        tracing::info!(bucket = bucket.as_str(), calls = stats.calls, throttled = stats.throttled, limit = ?stats.limit, "Okta calls");
+        tracing::debug!(bucket = bucket.as_str(), calls = stats.calls, throttled = stats.throttled, limit = ?stats.limit, "Okta calls");
     }
     match format {
         OutputFormat::Json => println!("{}", render::report_json(&report, dry_run)),

@@ -36,6 +36,9 @@ fn held_plan_id(workspace_id: &str, deactivations: &[String]) -> String {
         .collect()
 }
 
+/// id, workspace, deactivations (JSON list), approved at, consumed at.
+type HeldPlanRow = (String, String, String, Option<i64>, Option<i64>);
+
 /// A held plan as listed by `plan` and `status`.
 #[derive(Debug, Clone)]
 pub struct HeldPlanRecord {
@@ -61,7 +64,7 @@ impl Store {
     }
 
     pub async fn held_plans(&self) -> Result<Vec<HeldPlanRecord>, StoreError> {
-        let rows: Vec<(String, String, String, Option<i64>, Option<i64>)> = on_pool!(self, pool =>
+        let rows: Vec<HeldPlanRow> = on_pool!(self, pool =>
             sqlx::query_as(
                 "SELECT id, workspace_id, deactivations, approved_at, consumed_at FROM held_plans ORDER BY created_at",
             )

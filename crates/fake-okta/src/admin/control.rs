@@ -1,0 +1,69 @@
+//! Admin controls that are not org data: faults, stats, the clock and rate-limit windows.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::parse_body;
+use crate::clock::TsMillis;
+use crate::error::OktaError;
+use crate::faults::FaultSpec;
+use crate::state::AppState;
+
+pub async fn add_fault(State(st): State<AppState>, body: Bytes) -> Result<Json<Value>, OktaError> {
+    let spec: FaultSpec = parse_body(&body)?;
+    tracing::info!(path = %spec.path, page = ?spec.page, kind = ?spec.kind, times = ?spec.times, "admin: fault added");
+    let id = st.faults.add(spec).map_err(OktaError::validation)?;
+    Ok(Json(json!({ "id": id })))
+}
+
+pub async fn list_faults(State(st): State<AppState>) -> Json<Value> {
+    Json(json!(st.faults.list()))
+}
+
+pub async fn clear_faults(State(st): State<AppState>) -> StatusCode {
+    st.faults.clear();
+    StatusCode::NO_CONTENT
+}
+
+pub async fn remove_fault(State(st): State<AppState>, Path(id): Path<u64>) -> Response {
+    if st.faults.remove(id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        OktaError::not_found(&id.to_string(), "Fault").into_response()
+    }
+}
+
+pub async fn stats(State(st): State<AppState>) -> Json<Value> {
+    Json(st.stats.snapshot())
+}
+
+pub async fn reset_stats(State(st): State<AppState>) -> StatusCode {
+    st.stats.reset();
+    StatusCode::NO_CONTENT
+}
+
+pub async fn reset_rate_limits(State(st): State<AppState>) -> StatusCode {
+    st.limiter.reset();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockBody {
+    advance_seconds: i64,
+}
+
+pub async fn clock(State(st): State<AppState>, body: Bytes) -> Result<Json<Value>, OktaError> {
+    let req: ClockBody = parse_body(&body)?;
+    let offset_ms = st.clock.advance(req.advance_seconds);
+    tracing::info!(offset_ms, "admin: clock moved");
+    Ok(Json(json!({
+        "offset_seconds": offset_ms / 1000,
+        "now": TsMillis(st.clock.now_ms()).to_string(),
+    })))
+}
