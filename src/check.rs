@@ -14,7 +14,10 @@ pub async fn check_config(settings: &Settings) -> anyhow::Result<u8> {
             println!("FAIL  {what}: {e}");
         }
     };
-    report("configuration", Ok(format!("{} workspace(s)", settings.workspaces.len())));
+    report(
+        "configuration",
+        Ok(format!("{} workspace(s)", settings.workspaces.len())),
+    );
     let store = open_store(settings).await;
     report(
         "store.url",
@@ -25,7 +28,11 @@ pub async fn check_config(settings: &Settings) -> anyhow::Result<u8> {
     );
     let client = okta_client(settings)?;
     let users = match client.url("/api/v1/users?limit=1") {
-        Ok(url) => client.get_page::<wire::User>(&url).await.map(|_| ()).map_err(|e| e.to_string()),
+        Ok(url) => client
+            .get_page::<wire::User>(&url)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     report(
@@ -42,7 +49,10 @@ pub async fn check_config(settings: &Settings) -> anyhow::Result<u8> {
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        report(&format!("workspaces[{}].okta_app_id", ws.policy.workspace_id), result);
+        report(
+            &format!("workspaces[{}].okta_app_id", ws.policy.workspace_id),
+            result,
+        );
     }
     if let Ok(store) = store {
         store.close().await;

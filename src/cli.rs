@@ -20,7 +20,11 @@ use crate::store::Store;
 use crate::targets::local::LocalTarget;
 
 #[derive(Parser, Debug)]
-#[command(name = "oktasync", version, about = "Keeps a workspace's members and groups in step with Okta by pulling")]
+#[command(
+    name = "oktasync",
+    version,
+    about = "Keeps a workspace's members and groups in step with Okta by pulling"
+)]
 pub struct Cli {
     /// Configuration file [default: $OKTASYNC_CONFIG, else config/oktasync.toml]
     #[arg(long, global = true)]
@@ -147,7 +151,10 @@ fn init_logging(format: LogFormat) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -224,7 +231,10 @@ pub fn okta_client(settings: &Settings) -> anyhow::Result<OktaClient> {
     })?)
 }
 
-fn workspace_specs(settings: &Settings, only: Option<&str>) -> Result<Vec<WorkspaceSpec>, CommandError> {
+fn workspace_specs(
+    settings: &Settings,
+    only: Option<&str>,
+) -> Result<Vec<WorkspaceSpec>, CommandError> {
     let specs: Vec<WorkspaceSpec> = settings
         .workspaces
         .iter()
@@ -266,9 +276,17 @@ impl ProgressLine {
                     let total = ticker.total.load(Ordering::Relaxed);
                     let mut err = std::io::stderr();
                     let _ = if total == 0 {
-                        write!(err, "\r\x1b[Kreading Okta: {} objects", ticker.read.load(Ordering::Relaxed))
+                        write!(
+                            err,
+                            "\r\x1b[Kreading Okta: {} objects",
+                            ticker.read.load(Ordering::Relaxed)
+                        )
                     } else {
-                        write!(err, "\r\x1b[Kapplying: {}/{total}", ticker.applied.load(Ordering::Relaxed))
+                        write!(
+                            err,
+                            "\r\x1b[Kapplying: {}/{total}",
+                            ticker.applied.load(Ordering::Relaxed)
+                        )
                     };
                     let _ = err.flush();
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -296,11 +314,17 @@ async fn run_command(command: Command, settings: Settings) -> Result<u8, Command
             approve: Some(id), ..
         } => {
             let store = open_store(&settings).await?;
-            if store.approve_held_plan(&id).await.map_err(anyhow::Error::from)? {
+            if store
+                .approve_held_plan(&id)
+                .await
+                .map_err(anyhow::Error::from)?
+            {
                 println!("held plan {id} approved: the next sync applies its deactivations");
                 Ok(0)
             } else {
-                Err(CommandError::Usage(format!("no held plan {id:?} awaiting approval (see `oktasync plan`)")))
+                Err(CommandError::Usage(format!(
+                    "no held plan {id:?} awaiting approval (see `oktasync plan`)"
+                )))
             }
         }
         Command::Plan {

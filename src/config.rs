@@ -249,7 +249,10 @@ fn duration(key: &str, value: &str, problems: &mut Vec<Problem>) -> Duration {
             Duration::from_secs(1)
         }
         Err(e) => {
-            problems.push(problem(key, &format!("{value:?} is not a duration like \"30s\" or \"5m\": {e}")));
+            problems.push(problem(
+                key,
+                &format!("{value:?} is not a duration like \"30s\" or \"5m\": {e}"),
+            ));
             Duration::from_secs(1)
         }
     }
@@ -277,11 +280,17 @@ pub fn check_url(key: &str, value: &str, problems: &mut Vec<Problem>) -> Option<
         Ok(url) if url.scheme() == "https" => Some(url),
         Ok(url) if url.scheme() == "http" && is_loopback_host(&url) => Some(url),
         Ok(url) if url.scheme() == "http" => {
-            problems.push(problem(key, "plain http is only allowed to a loopback host; use https"));
+            problems.push(problem(
+                key,
+                "plain http is only allowed to a loopback host; use https",
+            ));
             None
         }
         Ok(url) => {
-            problems.push(problem(key, &format!("scheme {:?} is not https", url.scheme())));
+            problems.push(problem(
+                key,
+                &format!("scheme {:?} is not https", url.scheme()),
+            ));
             None
         }
         Err(e) => {
@@ -297,38 +306,73 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
     if let Some(url) = &org_url
         && (url.path() != "/" || url.query().is_some())
     {
-        problems.push(problem("okta.org_url", "must be the org's base URL, like https://acme.okta.com, without a path"));
+        problems.push(problem(
+            "okta.org_url",
+            "must be the org's base URL, like https://acme.okta.com, without a path",
+        ));
     }
     let api_token = match (raw.okta.api_token, raw.okta.oauth) {
         (Some(token), _) => Some(token),
         (None, Some(_)) => {
-            problems.push(problem("okta.oauth", "OAuth service apps are not supported by this version yet; set okta.api_token"));
+            problems.push(problem(
+                "okta.oauth",
+                "OAuth service apps are not supported by this version yet; set okta.api_token",
+            ));
             None
         }
         (None, None) => {
-            problems.push(problem("okta.api_token", "missing: set okta.api_token (or OKTASYNC_OKTA__API_TOKEN)"));
+            problems.push(problem(
+                "okta.api_token",
+                "missing: set okta.api_token (or OKTASYNC_OKTA__API_TOKEN)",
+            ));
             None
         }
     };
     let share = raw.okta.rate_limit_share;
     if !(share > 0.0 && share <= 1.0) {
-        problems.push(problem("okta.rate_limit_share", "must be greater than 0 and at most 1"));
+        problems.push(problem(
+            "okta.rate_limit_share",
+            "must be greater than 0 and at most 1",
+        ));
     }
-    let rate_limit_window = duration("okta.rate_limit_window", &raw.okta.rate_limit_window, &mut problems);
-    let request_timeout = duration("okta.request_timeout", &raw.okta.request_timeout, &mut problems);
+    let rate_limit_window = duration(
+        "okta.rate_limit_window",
+        &raw.okta.rate_limit_window,
+        &mut problems,
+    );
+    let request_timeout = duration(
+        "okta.request_timeout",
+        &raw.okta.request_timeout,
+        &mut problems,
+    );
 
-    if !(raw.store.url.starts_with("sqlite:") || raw.store.url.starts_with("postgres://") || raw.store.url.starts_with("postgresql://")) {
-        problems.push(problem("store.url", "must start with sqlite:// or postgres://"));
+    if !(raw.store.url.starts_with("sqlite:")
+        || raw.store.url.starts_with("postgres://")
+        || raw.store.url.starts_with("postgresql://"))
+    {
+        problems.push(problem(
+            "store.url",
+            "must start with sqlite:// or postgres://",
+        ));
     }
     let listen = raw.server.listen.parse::<SocketAddr>().unwrap_or_else(|e| {
-        problems.push(problem("server.listen", &format!("{:?} is not an address like 127.0.0.1:8080: {e}", raw.server.listen)));
+        problems.push(problem(
+            "server.listen",
+            &format!(
+                "{:?} is not an address like 127.0.0.1:8080: {e}",
+                raw.server.listen
+            ),
+        ));
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
     let interval = duration("sync.interval", &raw.sync.interval, &mut problems);
     let full_every = duration("sync.full_every", &raw.sync.full_every, &mut problems);
     let ratio = raw.sync.max_deactivation_ratio;
     if !(0.0..=1.0).contains(&ratio) {
-        problems.push(problem("sync.max_deactivation_ratio", "must be between 0 and 1"));
+        problems.push(problem(
+            "sync.max_deactivation_ratio",
+            "must be between 0 and 1",
+        ));
     }
 
     if raw.workspaces.is_empty() {
@@ -338,8 +382,16 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
     let mut workspaces = Vec::new();
     for (i, ws) in raw.workspaces.into_iter().enumerate() {
         let key = |k: &str| format!("workspaces[{i}].{k}");
-        if ws.id.is_empty() || !ws.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            problems.push(problem(&key("id"), "must be non-empty letters, digits, '-' or '_' (it is part of the SCIM URL)"));
+        if ws.id.is_empty()
+            || !ws
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            problems.push(problem(
+                &key("id"),
+                "must be non-empty letters, digits, '-' or '_' (it is part of the SCIM URL)",
+            ));
         } else if !seen.insert(ws.id.clone()) {
             problems.push(problem(&key("id"), &format!("{:?} is used twice", ws.id)));
         }
@@ -351,12 +403,19 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
             Some(RawPushGroups::Keyword(k)) if k == "assigned" => GroupSelector::Assigned,
             Some(RawPushGroups::Keyword(k)) if k == "okta" => GroupSelector::OktaPushMappings,
             Some(RawPushGroups::Keyword(k)) => {
-                problems.push(problem(&key("push_groups"), &format!("{k:?} is neither \"assigned\", \"okta\" nor a list of group names")));
+                problems.push(problem(
+                    &key("push_groups"),
+                    &format!("{k:?} is neither \"assigned\", \"okta\" nor a list of group names"),
+                ));
                 GroupSelector::Listed(Vec::new())
             }
             Some(RawPushGroups::List(list)) => GroupSelector::Listed(
                 list.into_iter()
-                    .filter_map(|entry| parse_pattern(&entry).map_err(|m| problems.push(problem(&key("push_groups"), &m))).ok())
+                    .filter_map(|entry| {
+                        parse_pattern(&entry)
+                            .map_err(|m| problems.push(problem(&key("push_groups"), &m)))
+                            .ok()
+                    })
                     .collect(),
             ),
         };
@@ -364,15 +423,24 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
             None | Some("keep") => OnUnlink::Keep,
             Some("delete") => OnUnlink::Delete,
             Some(other) => {
-                problems.push(problem(&key("on_unlink"), &format!("{other:?} is neither \"keep\" nor \"delete\"")));
+                problems.push(problem(
+                    &key("on_unlink"),
+                    &format!("{other:?} is neither \"keep\" nor \"delete\""),
+                ));
                 OnUnlink::Keep
             }
         };
         if let Some(target) = &ws.target {
             match target.kind.as_str() {
                 "local" => {}
-                "scim" => problems.push(problem(&key("target.kind"), "the \"scim\" target is not supported by this version yet")),
-                other => problems.push(problem(&key("target.kind"), &format!("{other:?} is neither \"local\" nor \"scim\""))),
+                "scim" => problems.push(problem(
+                    &key("target.kind"),
+                    "the \"scim\" target is not supported by this version yet",
+                )),
+                other => problems.push(problem(
+                    &key("target.kind"),
+                    &format!("{other:?} is neither \"local\" nor \"scim\""),
+                )),
             }
         }
         workspaces.push(WorkspaceSettings {
@@ -420,7 +488,9 @@ fn parse_pattern(entry: &str) -> Result<GroupPattern, String> {
     if let Some(id) = entry.strip_prefix("id:") {
         return Ok(GroupPattern::Id(id.to_owned()));
     }
-    let looks_like_id = entry.len() == 20 && entry.starts_with("00g") && entry.chars().all(|c| c.is_ascii_alphanumeric());
+    let looks_like_id = entry.len() == 20
+        && entry.starts_with("00g")
+        && entry.chars().all(|c| c.is_ascii_alphanumeric());
     if looks_like_id {
         Ok(GroupPattern::Id(entry.to_owned()))
     } else if entry.is_empty() {

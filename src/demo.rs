@@ -10,7 +10,9 @@ use crate::cli::{OutputFormat, cycle};
 use crate::config;
 
 pub async fn run(dir: Option<PathBuf>, users: usize, groups: usize) -> anyhow::Result<u8> {
-    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("oktasync-demo-{}", std::process::id())));
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("oktasync-demo-{}", std::process::id()))
+    });
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let options = fake_okta::Options {
@@ -51,7 +53,10 @@ push_groups = ["Engineering", "re:^team-"]
             db = db.display(),
         ),
     )?;
-    println!("fake Okta at {} with {users} users and {groups} groups", fake.base_url());
+    println!(
+        "fake Okta at {} with {users} users and {groups} groups",
+        fake.base_url()
+    );
     println!("configuration: {}\n", config_path.display());
     let settings = config::load(&config_path)?;
     println!("== oktasync plan");

@@ -32,31 +32,65 @@ fn reason_str(reason: &DeactivationReason) -> String {
 pub fn operation_json(op: &Operation) -> Value {
     let mut v = json!({ "op": op.kind().as_str(), "okta_id": op.okta_id() });
     let extra = match op {
-        Operation::CreateUser { attributes, .. } => json!({ "attributes": attributes_json(attributes) }),
-        Operation::AdoptUser { workspace_id, matched_by, attributes, .. } => json!({
+        Operation::CreateUser { attributes, .. } => {
+            json!({ "attributes": attributes_json(attributes) })
+        }
+        Operation::AdoptUser {
+            workspace_id,
+            matched_by,
+            attributes,
+            ..
+        } => json!({
             "workspace_id": workspace_id, "matched_by": matched_by.as_str(),
             "attributes": attributes_json(attributes),
         }),
-        Operation::UpdateUser { workspace_id, from, to, .. } => json!({
+        Operation::UpdateUser {
+            workspace_id,
+            from,
+            to,
+            ..
+        } => json!({
             "workspace_id": workspace_id, "from": attributes_json(from), "to": attributes_json(to),
         }),
-        Operation::DeactivateUser { workspace_id, reason, .. } => json!({
+        Operation::DeactivateUser {
+            workspace_id,
+            reason,
+            ..
+        } => json!({
             "workspace_id": workspace_id, "reason": reason_str(reason),
         }),
-        Operation::ReactivateUser { workspace_id, attributes, .. } => json!({
+        Operation::ReactivateUser {
+            workspace_id,
+            attributes,
+            ..
+        } => json!({
             "workspace_id": workspace_id, "attributes": attributes_json(attributes),
         }),
-        Operation::CreateGroup { display_name, adopt, .. } => json!({
+        Operation::CreateGroup {
+            display_name,
+            adopt,
+            ..
+        } => json!({
             "display_name": display_name, "adopt_workspace_id": adopt,
         }),
-        Operation::RenameGroup { workspace_id, from, to, .. } => json!({
+        Operation::RenameGroup {
+            workspace_id,
+            from,
+            to,
+            ..
+        } => json!({
             "workspace_id": workspace_id, "from": from, "to": to,
         }),
         Operation::AddMembers { members, .. } => json!({ "members": members }),
         Operation::RemoveMembers { members, .. } => json!({
             "members": members.iter().map(|m| json!({"workspace_id": m.workspace_id, "okta_id": m.okta_id})).collect::<Vec<_>>(),
         }),
-        Operation::UnlinkGroup { workspace_id, display_name, delete, .. } => json!({
+        Operation::UnlinkGroup {
+            workspace_id,
+            display_name,
+            delete,
+            ..
+        } => json!({
             "workspace_id": workspace_id, "display_name": display_name, "delete": delete,
         }),
     };
@@ -133,52 +167,118 @@ pub fn report_json(report: &CycleReport, planned: bool) -> Value {
 
 fn describe(op: &Operation) -> String {
     match op {
-        Operation::CreateUser { okta_id, attributes } => {
+        Operation::CreateUser {
+            okta_id,
+            attributes,
+        } => {
             format!("{} ({okta_id})", attributes.user_name)
         }
-        Operation::AdoptUser { okta_id, workspace_id, matched_by, attributes } => format!(
+        Operation::AdoptUser {
+            okta_id,
+            workspace_id,
+            matched_by,
+            attributes,
+        } => format!(
             "{} ({okta_id}) adopts existing {workspace_id}, matched by {}",
             attributes.user_name,
             matched_by.as_str()
         ),
-        Operation::UpdateUser { okta_id, from, to, .. } => {
+        Operation::UpdateUser {
+            okta_id, from, to, ..
+        } => {
             let mut changes = Vec::new();
             let mut diff = |name: &str, a: Option<&str>, b: Option<&str>| {
                 if a != b {
-                    changes.push(format!("{name}: {} -> {}", a.unwrap_or("-"), b.unwrap_or("-")));
+                    changes.push(format!(
+                        "{name}: {} -> {}",
+                        a.unwrap_or("-"),
+                        b.unwrap_or("-")
+                    ));
                 }
             };
             diff("userName", Some(&from.user_name), Some(&to.user_name));
-            diff("givenName", from.given_name.as_deref(), to.given_name.as_deref());
-            diff("familyName", from.family_name.as_deref(), to.family_name.as_deref());
-            diff("displayName", Some(&from.display_name), Some(&to.display_name));
+            diff(
+                "givenName",
+                from.given_name.as_deref(),
+                to.given_name.as_deref(),
+            );
+            diff(
+                "familyName",
+                from.family_name.as_deref(),
+                to.family_name.as_deref(),
+            );
+            diff(
+                "displayName",
+                Some(&from.display_name),
+                Some(&to.display_name),
+            );
             diff("email", from.email.as_deref(), to.email.as_deref());
             format!("{} ({okta_id}): {}", to.user_name, changes.join(", "))
         }
-        Operation::DeactivateUser { okta_id, workspace_id, reason } => {
+        Operation::DeactivateUser {
+            okta_id,
+            workspace_id,
+            reason,
+        } => {
             format!("{workspace_id} ({okta_id}): {}", reason_str(reason))
         }
-        Operation::ReactivateUser { okta_id, attributes, .. } => {
+        Operation::ReactivateUser {
+            okta_id,
+            attributes,
+            ..
+        } => {
             format!("{} ({okta_id})", attributes.user_name)
         }
-        Operation::CreateGroup { okta_group_id, display_name, adopt } => match adopt {
+        Operation::CreateGroup {
+            okta_group_id,
+            display_name,
+            adopt,
+        } => match adopt {
             Some(id) => format!("{display_name} ({okta_group_id}) links existing group {id}"),
             None => format!("{display_name} ({okta_group_id})"),
         },
-        Operation::RenameGroup { okta_group_id, from, to, .. } => {
+        Operation::RenameGroup {
+            okta_group_id,
+            from,
+            to,
+            ..
+        } => {
             format!("{from} -> {to} ({okta_group_id})")
         }
-        Operation::AddMembers { okta_group_id, members } => {
-            format!("{okta_group_id}: +{} ({})", members.len(), preview(members.iter()))
+        Operation::AddMembers {
+            okta_group_id,
+            members,
+        } => {
+            format!(
+                "{okta_group_id}: +{} ({})",
+                members.len(),
+                preview(members.iter())
+            )
         }
-        Operation::RemoveMembers { okta_group_id, members } => format!(
+        Operation::RemoveMembers {
+            okta_group_id,
+            members,
+        } => format!(
             "{okta_group_id}: -{} ({})",
             members.len(),
-            preview(members.iter().map(|m| m.okta_id.as_ref().unwrap_or(&m.workspace_id)))
+            preview(
+                members
+                    .iter()
+                    .map(|m| m.okta_id.as_ref().unwrap_or(&m.workspace_id))
+            )
         ),
-        Operation::UnlinkGroup { okta_group_id, display_name, delete, .. } => format!(
+        Operation::UnlinkGroup {
+            okta_group_id,
+            display_name,
+            delete,
+            ..
+        } => format!(
             "{display_name} ({okta_group_id}): {}",
-            if *delete { "workspace group deleted" } else { "workspace group kept" }
+            if *delete {
+                "workspace group deleted"
+            } else {
+                "workspace group kept"
+            }
         ),
     }
 }
@@ -210,7 +310,11 @@ fn section(out: &mut String, title: &str, ops: &[&Operation]) {
             let _ = writeln!(out, "      {}", describe(op));
         }
         if of_kind.len() > TEXT_LIMIT_PER_KIND {
-            let _ = writeln!(out, "      … {} more (see --format json)", of_kind.len() - TEXT_LIMIT_PER_KIND);
+            let _ = writeln!(
+                out,
+                "      … {} more (see --format json)",
+                of_kind.len() - TEXT_LIMIT_PER_KIND
+            );
         }
     }
 }
@@ -220,7 +324,11 @@ fn workspace_text(out: &mut String, ws: &WorkspaceReport, planned: bool) {
         out,
         "workspace {}: Okta read {}",
         ws.workspace_id,
-        if ws.complete_read { "complete" } else { "INCOMPLETE" }
+        if ws.complete_read {
+            "complete"
+        } else {
+            "INCOMPLETE"
+        }
     );
     for failure in &ws.read_failures {
         let _ = writeln!(out, "  read failure: {failure}");

@@ -193,7 +193,10 @@ impl OktaClient {
     }
 
     /// Every page of a listing, following `next` links verbatim.
-    pub async fn list_all<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<Vec<T>, OktaError> {
+    pub async fn list_all<T: DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+    ) -> Result<Vec<T>, OktaError> {
         let mut url = self.url(path_and_query)?;
         let mut all = Vec::new();
         loop {

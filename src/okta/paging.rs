@@ -33,7 +33,10 @@ fn split_links(value: &str) -> Vec<(String, String)> {
         let rel = params
             .split(';')
             .filter_map(|p| p.trim().strip_prefix("rel="))
-            .map(|r| r.trim_matches(|c| c == '"' || c == ',' || c == ' ').to_owned())
+            .map(|r| {
+                r.trim_matches(|c| c == '"' || c == ',' || c == ' ')
+                    .to_owned()
+            })
             .next()
             .unwrap_or_default();
         out.push((url.to_owned(), rel));
@@ -50,7 +53,10 @@ mod tests {
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for v in values {
-            h.append(LINK, HeaderValue::from_str(v).unwrap_or_else(|_| panic!("bad")));
+            h.append(
+                LINK,
+                HeaderValue::from_str(v).unwrap_or_else(|_| panic!("bad")),
+            );
         }
         h
     }
@@ -72,7 +78,10 @@ mod tests {
         let h = headers(&[
             "<https://x/api/v1/logs?filter=a,b>; rel=\"self\", <https://x/api/v1/logs?after=1_2&q=a,b>; rel=\"next\"",
         ]);
-        assert_eq!(next_link(&h).as_deref(), Some("https://x/api/v1/logs?after=1_2&q=a,b"));
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://x/api/v1/logs?after=1_2&q=a,b")
+        );
     }
 
     #[test]

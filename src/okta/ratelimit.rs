@@ -176,7 +176,10 @@ impl RateLimits {
                     state.remaining = None;
                     state.reset_at = None;
                 }
-                let reserve = state.limit.map(|l| l - self.our_share(l).min(l)).unwrap_or(0);
+                let reserve = state
+                    .limit
+                    .map(|l| l - self.our_share(l).min(l))
+                    .unwrap_or(0);
                 let exhausted = state.remaining.is_some_and(|r| r <= reserve);
                 let wait = match (exhausted, state.reset_at) {
                     (true, Some(reset)) => Some(reset.saturating_duration_since(now)),
@@ -192,7 +195,11 @@ impl RateLimits {
             };
             match wait {
                 Some(wait) => {
-                    tracing::debug!(bucket = bucket.as_str(), wait_ms = wait.as_millis() as u64, "share of the bucket used: waiting for its reset");
+                    tracing::debug!(
+                        bucket = bucket.as_str(),
+                        wait_ms = wait.as_millis() as u64,
+                        "share of the bucket used: waiting for its reset"
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 None => {
@@ -278,7 +285,10 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap_or_else(|_| panic!("bad")));
+            h.append(
+                *k,
+                HeaderValue::from_str(v).unwrap_or_else(|_| panic!("bad")),
+            );
         }
         h
     }

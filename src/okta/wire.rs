@@ -127,7 +127,12 @@ mod tests {
             Ok(u) => u,
             Err(e) => panic!("parse: {e}"),
         };
-        let user = OktaUser::from(users.into_iter().next().unwrap_or_else(|| panic!("one user")));
+        let user = OktaUser::from(
+            users
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| panic!("one user")),
+        );
         assert_eq!(user.status, OktaUserStatus::Active);
         assert_eq!(user.profile.login, "alice.smith@example.com");
         assert_eq!(user.profile.display_name, None);

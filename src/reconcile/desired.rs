@@ -105,7 +105,13 @@ pub fn pushed_groups(snapshot: &OktaSnapshot, policy: &WorkspacePolicy) -> BTree
             .map(|g| g.id.clone())
             .collect(),
         GroupSelector::Assigned => app
-            .map(|a| a.groups.iter().filter(|g| snapshot.groups.contains_key(*g)).cloned().collect())
+            .map(|a| {
+                a.groups
+                    .iter()
+                    .filter(|g| snapshot.groups.contains_key(*g))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default(),
         GroupSelector::OktaPushMappings => app
             .map(|a| {
@@ -126,7 +132,9 @@ pub fn desired_state(snapshot: &OktaSnapshot, policy: &WorkspacePolicy) -> Desir
     for user in snapshot.users.values() {
         let is_assigned = assigned.is_some_and(|a| a.contains_key(&user.id));
         if !is_assigned {
-            desired.excluded.insert(user.id.clone(), Exclusion::NotAssigned);
+            desired
+                .excluded
+                .insert(user.id.clone(), Exclusion::NotAssigned);
         } else if !user.status.is_provisionable() {
             desired
                 .excluded
@@ -142,7 +150,12 @@ pub fn desired_state(snapshot: &OktaSnapshot, policy: &WorkspacePolicy) -> Desir
         let members = snapshot
             .group_members
             .get(&group_id)
-            .map(|m| m.iter().filter(|u| desired.users.contains_key(*u)).cloned().collect())
+            .map(|m| {
+                m.iter()
+                    .filter(|u| desired.users.contains_key(*u))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         desired.groups.insert(
             group_id,
@@ -227,8 +240,10 @@ mod tests {
     #[test]
     fn pushed_group_members_are_in_scope_members_only() {
         let mut snap = OktaSnapshot::default();
-        snap.users.insert("a".into(), user("a", OktaUserStatus::Active));
-        snap.users.insert("b".into(), user("b", OktaUserStatus::Active));
+        snap.users
+            .insert("a".into(), user("a", OktaUserStatus::Active));
+        snap.users
+            .insert("b".into(), user("b", OktaUserStatus::Active));
         let mut app = AppAssignments::default();
         app.users.insert("a".into(), AssignmentScope::Group);
         snap.apps.insert("app".into(), app);
@@ -251,7 +266,10 @@ mod tests {
             GroupPattern::Regex(re),
         ]));
         let d = desired_state(&snap, &p);
-        assert_eq!(d.groups.keys().cloned().collect::<Vec<_>>(), vec!["g1", "g2"]);
+        assert_eq!(
+            d.groups.keys().cloned().collect::<Vec<_>>(),
+            vec!["g1", "g2"]
+        );
         assert_eq!(d.groups["g1"].members, ["a".to_string()].into());
     }
 }

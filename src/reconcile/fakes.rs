@@ -24,7 +24,10 @@ pub fn apply_in_memory(state: &mut WorkspaceState, op: &Operation) -> Result<(),
             .position(|u| u.okta_id.as_deref() == Some(id))
     };
     match op {
-        Operation::CreateUser { okta_id, attributes } => match by_okta(state, okta_id) {
+        Operation::CreateUser {
+            okta_id,
+            attributes,
+        } => match by_okta(state, okta_id) {
             Some(i) => {
                 state.users[i].attributes = attributes.clone();
                 state.users[i].active = true;
@@ -37,7 +40,12 @@ pub fn apply_in_memory(state: &mut WorkspaceState, op: &Operation) -> Result<(),
                 active: true,
             }),
         },
-        Operation::AdoptUser { okta_id, workspace_id, attributes, .. } => {
+        Operation::AdoptUser {
+            okta_id,
+            workspace_id,
+            attributes,
+            ..
+        } => {
             let user = state
                 .users
                 .iter_mut()
@@ -48,8 +56,16 @@ pub fn apply_in_memory(state: &mut WorkspaceState, op: &Operation) -> Result<(),
             user.attributes = attributes.clone();
             user.active = true;
         }
-        Operation::UpdateUser { okta_id, to: attributes, .. }
-        | Operation::ReactivateUser { okta_id, attributes, .. } => {
+        Operation::UpdateUser {
+            okta_id,
+            to: attributes,
+            ..
+        }
+        | Operation::ReactivateUser {
+            okta_id,
+            attributes,
+            ..
+        } => {
             let i = by_okta(state, okta_id).ok_or("no such user")?;
             state.users[i].attributes = attributes.clone();
             state.users[i].active = true;
@@ -58,13 +74,25 @@ pub fn apply_in_memory(state: &mut WorkspaceState, op: &Operation) -> Result<(),
             let i = by_okta(state, okta_id).ok_or("no such user")?;
             state.users[i].active = false;
         }
-        Operation::CreateGroup { okta_group_id, display_name, adopt } => match adopt {
+        Operation::CreateGroup {
+            okta_group_id,
+            display_name,
+            adopt,
+        } => match adopt {
             Some(id) => {
-                let g = state.groups.iter_mut().find(|g| g.id == *id).ok_or("no group")?;
+                let g = state
+                    .groups
+                    .iter_mut()
+                    .find(|g| g.id == *id)
+                    .ok_or("no group")?;
                 g.okta_group_id = Some(okta_group_id.clone());
             }
             None => {
-                if !state.groups.iter().any(|g| g.okta_group_id.as_ref() == Some(okta_group_id)) {
+                if !state
+                    .groups
+                    .iter()
+                    .any(|g| g.okta_group_id.as_ref() == Some(okta_group_id))
+                {
                     state.groups.push(WorkspaceGroup {
                         id: format!("wg-{okta_group_id}"),
                         okta_group_id: Some(okta_group_id.clone()),
@@ -74,11 +102,16 @@ pub fn apply_in_memory(state: &mut WorkspaceState, op: &Operation) -> Result<(),
                 }
             }
         },
-        Operation::RenameGroup { okta_group_id, to, .. } => {
+        Operation::RenameGroup {
+            okta_group_id, to, ..
+        } => {
             let g = group_mut(state, okta_group_id)?;
             g.display_name = to.clone();
         }
-        Operation::AddMembers { okta_group_id, members } => {
+        Operation::AddMembers {
+            okta_group_id,
+            members,
+        } => {
             let ids: Vec<String> = members
                 .iter()
                 .map(|m| {
@@ -92,15 +125,24 @@ pub fn apply_in_memory(state: &mut WorkspaceState, op: &Operation) -> Result<(),
                 .collect::<Result<_, _>>()?;
             group_mut(state, okta_group_id)?.members.extend(ids);
         }
-        Operation::RemoveMembers { okta_group_id, members } => {
+        Operation::RemoveMembers {
+            okta_group_id,
+            members,
+        } => {
             let g = group_mut(state, okta_group_id)?;
             for m in members {
                 g.members.remove(&m.workspace_id);
             }
         }
-        Operation::UnlinkGroup { okta_group_id, delete, .. } => {
+        Operation::UnlinkGroup {
+            okta_group_id,
+            delete,
+            ..
+        } => {
             if *delete {
-                state.groups.retain(|g| g.okta_group_id.as_ref() != Some(okta_group_id));
+                state
+                    .groups
+                    .retain(|g| g.okta_group_id.as_ref() != Some(okta_group_id));
             } else {
                 group_mut(state, okta_group_id)?.okta_group_id = None;
             }
@@ -109,7 +151,10 @@ pub fn apply_in_memory(state: &mut WorkspaceState, op: &Operation) -> Result<(),
     Ok(())
 }
 
-fn group_mut<'a>(state: &'a mut WorkspaceState, okta_group_id: &str) -> Result<&'a mut WorkspaceGroup, String> {
+fn group_mut<'a>(
+    state: &'a mut WorkspaceState,
+    okta_group_id: &str,
+) -> Result<&'a mut WorkspaceGroup, String> {
     state
         .groups
         .iter_mut()
@@ -131,10 +176,15 @@ impl WorkspaceTarget for FakeTarget {
 
     async fn execute(&self, _workspace_id: &str, operation: &Operation) -> Result<(), TargetError> {
         if lock(&self.failing).contains(operation.okta_id()) {
-            return Err(TargetError { message: "injected failure".into(), retryable: true });
+            return Err(TargetError {
+                message: "injected failure".into(),
+                retryable: true,
+            });
         }
-        apply_in_memory(&mut lock(&self.state), operation)
-            .map_err(|message| TargetError { message, retryable: false })
+        apply_in_memory(&mut lock(&self.state), operation).map_err(|message| TargetError {
+            message,
+            retryable: false,
+        })
     }
 }
 
@@ -149,14 +199,26 @@ impl StateStore for FakeState {
         Ok(1)
     }
 
-    async fn journal_pending(&self, _: i64, _: &str, ops: &[Operation]) -> Result<Vec<JournalEntryId>, StateError> {
+    async fn journal_pending(
+        &self,
+        _: i64,
+        _: &str,
+        ops: &[Operation],
+    ) -> Result<Vec<JournalEntryId>, StateError> {
         let mut journal = lock(&self.journal);
         let start = journal.len();
-        journal.extend(ops.iter().map(|o| (o.okta_id().to_owned(), Some("pending".into()))));
+        journal.extend(
+            ops.iter()
+                .map(|o| (o.okta_id().to_owned(), Some("pending".into()))),
+        );
         Ok((start..journal.len()).map(|i| i as i64).collect())
     }
 
-    async fn journal_outcome(&self, entry: JournalEntryId, error: Option<&str>) -> Result<(), StateError> {
+    async fn journal_outcome(
+        &self,
+        entry: JournalEntryId,
+        error: Option<&str>,
+    ) -> Result<(), StateError> {
         if let Some(e) = lock(&self.journal).get_mut(entry as usize) {
             e.1 = error.map(str::to_owned);
         }
@@ -167,7 +229,11 @@ impl StateStore for FakeState {
         Ok(())
     }
 
-    async fn hold(&self, workspace_id: &str, deactivations: &[String]) -> Result<HeldPlan, StateError> {
+    async fn hold(
+        &self,
+        workspace_id: &str,
+        deactivations: &[String],
+    ) -> Result<HeldPlan, StateError> {
         let mut holds = lock(&self.holds);
         let id = format!("{workspace_id}-{}", deactivations.len());
         let approved = holds.iter().any(|(h, _, approved)| *h == id && *approved);

@@ -417,7 +417,10 @@ impl<'a> Adoptable<'a> {
         attributes: &UserAttributes,
     ) -> Option<(WorkspaceObjectId, MatchKey)> {
         let candidates = [
-            (self.by_external_id.get(okta_id).copied(), MatchKey::ExternalId),
+            (
+                self.by_external_id.get(okta_id).copied(),
+                MatchKey::ExternalId,
+            ),
             (
                 self.by_user_name
                     .get(&attributes.user_name.to_lowercase())

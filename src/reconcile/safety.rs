@@ -136,7 +136,12 @@ mod tests {
     #[test]
     fn over_count_or_ratio_holds_deactivations_only() {
         let plan = Plan {
-            operations: vec![create("a"), deactivate("b"), deactivate("c"), deactivate("d")],
+            operations: vec![
+                create("a"),
+                deactivate("b"),
+                deactivate("c"),
+                deactivate("d"),
+            ],
         };
         let g = gate(plan.clone(), input(true, 100, false));
         assert_eq!(g.apply, vec![create("a")]);

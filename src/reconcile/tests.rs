@@ -36,34 +36,71 @@ fn statuses() -> impl Strategy<Value = OktaUserStatus> {
 
 /// A small Okta world with deliberately colliding names, logins and emails.
 fn snapshots() -> impl Strategy<Value = OktaSnapshot> {
-    let user = (statuses(), 0..4usize, 0..3usize, any::<bool>(), any::<bool>());
+    let user = (
+        statuses(),
+        0..4usize,
+        0..3usize,
+        any::<bool>(),
+        any::<bool>(),
+    );
     let users = proptest::collection::vec(proptest::option::of(user), 8);
-    let groups = proptest::collection::vec((0..3usize, proptest::collection::btree_set(0..8usize, 0..6)), 3);
+    let groups = proptest::collection::vec(
+        (0..3usize, proptest::collection::btree_set(0..8usize, 0..6)),
+        3,
+    );
     (users, groups).prop_map(|(users, groups)| {
-        let mut s = OktaSnapshot { complete: true, ..OktaSnapshot::default() };
+        let mut s = OktaSnapshot {
+            complete: true,
+            ..OktaSnapshot::default()
+        };
         let mut app = AppAssignments::default();
         for (i, u) in users.into_iter().enumerate() {
-            let Some((status, login, name, assigned, by_group)) = u else { continue };
+            let Some((status, login, name, assigned, by_group)) = u else {
+                continue;
+            };
             let id = format!("00u{i}");
-            s.users.insert(id.clone(), OktaUser {
-                id: id.clone(),
-                status,
-                profile: OktaProfile {
-                    login: format!("user{login}-{i}@example.com"),
-                    email: Some(format!("mail{login}@example.com")),
-                    first_name: Some(["Ada", "Alan", "Grace"][name].into()),
-                    last_name: Some("X".into()),
-                    display_name: None,
+            s.users.insert(
+                id.clone(),
+                OktaUser {
+                    id: id.clone(),
+                    status,
+                    profile: OktaProfile {
+                        login: format!("user{login}-{i}@example.com"),
+                        email: Some(format!("mail{login}@example.com")),
+                        first_name: Some(["Ada", "Alan", "Grace"][name].into()),
+                        last_name: Some("X".into()),
+                        display_name: None,
+                    },
                 },
-            });
+            );
             if assigned {
-                app.users.insert(id, if by_group { AssignmentScope::Group } else { AssignmentScope::User });
+                app.users.insert(
+                    id,
+                    if by_group {
+                        AssignmentScope::Group
+                    } else {
+                        AssignmentScope::User
+                    },
+                );
             }
         }
         for (j, (name, members)) in groups.into_iter().enumerate() {
             let id = format!("00g{j}");
-            s.groups.insert(id.clone(), OktaGroup { id: id.clone(), name: ["Engineering", "team-a", "Sales"][name].into() });
-            s.group_members.insert(id.clone(), members.into_iter().map(|m| format!("00u{m}")).filter(|m| s.users.contains_key(m)).collect());
+            s.groups.insert(
+                id.clone(),
+                OktaGroup {
+                    id: id.clone(),
+                    name: ["Engineering", "team-a", "Sales"][name].into(),
+                },
+            );
+            s.group_members.insert(
+                id.clone(),
+                members
+                    .into_iter()
+                    .map(|m| format!("00u{m}"))
+                    .filter(|m| s.users.contains_key(m))
+                    .collect(),
+            );
             app.groups.insert(id);
         }
         s.apps.insert(APP.into(), app);
@@ -102,7 +139,11 @@ fn converge(state: &mut WorkspaceState, ops: &[Operation]) {
 /// Checks a workspace against the desired state directly, independently of `plan`.
 fn matches_desired(state: &WorkspaceState, desired: &DesiredState) -> Result<(), String> {
     for (okta_id, attributes) in &desired.users {
-        let user = state.users.iter().find(|u| u.okta_id.as_ref() == Some(okta_id)).ok_or(format!("{okta_id} missing"))?;
+        let user = state
+            .users
+            .iter()
+            .find(|u| u.okta_id.as_ref() == Some(okta_id))
+            .ok_or(format!("{okta_id} missing"))?;
         if !user.active || user.attributes != *attributes {
             return Err(format!("{okta_id}: {user:?} instead of {attributes:?}"));
         }
@@ -116,17 +157,36 @@ fn matches_desired(state: &WorkspaceState, desired: &DesiredState) -> Result<(),
         }
     }
     for (okta_group_id, group) in &desired.groups {
-        let actual = state.groups.iter().find(|g| g.okta_group_id.as_ref() == Some(okta_group_id)).ok_or(format!("group {okta_group_id} missing"))?;
+        let actual = state
+            .groups
+            .iter()
+            .find(|g| g.okta_group_id.as_ref() == Some(okta_group_id))
+            .ok_or(format!("group {okta_group_id} missing"))?;
         let members: BTreeSet<String> = actual
             .members
             .iter()
-            .filter_map(|m| state.users.iter().find(|u| u.id == *m).and_then(|u| u.okta_id.clone()))
+            .filter_map(|m| {
+                state
+                    .users
+                    .iter()
+                    .find(|u| u.id == *m)
+                    .and_then(|u| u.okta_id.clone())
+            })
             .collect();
-        if actual.display_name != group.display_name || members != group.members || members.len() != actual.members.len() {
-            return Err(format!("group {okta_group_id}: {actual:?} instead of {group:?}"));
+        if actual.display_name != group.display_name
+            || members != group.members
+            || members.len() != actual.members.len()
+        {
+            return Err(format!(
+                "group {okta_group_id}: {actual:?} instead of {group:?}"
+            ));
         }
     }
-    if state.groups.iter().any(|g| g.okta_group_id.as_ref().is_some_and(|id| !desired.groups.contains_key(id))) {
+    if state.groups.iter().any(|g| {
+        g.okta_group_id
+            .as_ref()
+            .is_some_and(|id| !desired.groups.contains_key(id))
+    }) {
         return Err("a group left push but is still linked".into());
     }
     Ok(())
@@ -190,12 +250,18 @@ fn user(id: &str) -> OktaUser {
     OktaUser {
         id: id.into(),
         status: OktaUserStatus::Active,
-        profile: OktaProfile { login: format!("{id}@example.com"), ..OktaProfile::default() },
+        profile: OktaProfile {
+            login: format!("{id}@example.com"),
+            ..OktaProfile::default()
+        },
     }
 }
 
 fn world(n: usize) -> OktaSnapshot {
-    let mut s = OktaSnapshot { complete: true, ..OktaSnapshot::default() };
+    let mut s = OktaSnapshot {
+        complete: true,
+        ..OktaSnapshot::default()
+    };
     let mut app = AppAssignments::default();
     for i in 0..n {
         let id = format!("00u{i:03}");
@@ -207,26 +273,47 @@ fn world(n: usize) -> OktaSnapshot {
 }
 
 fn spec() -> Vec<WorkspaceSpec> {
-    vec![WorkspaceSpec { policy: policy(GroupSelector::Listed(vec![])), plan_options: PlanOptions::default() }]
+    vec![WorkspaceSpec {
+        policy: policy(GroupSelector::Listed(vec![])),
+        plan_options: PlanOptions::default(),
+    }]
 }
 
 fn options(force: bool) -> CycleOptions {
     CycleOptions {
         dry_run: false,
         force,
-        thresholds: Thresholds { max_deactivations: 3, max_deactivation_ratio: 0.5 },
+        thresholds: Thresholds {
+            max_deactivations: 3,
+            max_deactivation_ratio: 0.5,
+        },
     }
 }
 
 fn active(target: &FakeTarget) -> usize {
-    target.state.lock().map(|s| s.users.iter().filter(|u| u.active).count()).unwrap_or(0)
+    target
+        .state
+        .lock()
+        .map(|s| s.users.iter().filter(|u| u.active).count())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
 async fn an_incomplete_read_deactivates_nobody_but_still_creates() {
     let target = FakeTarget::default();
     let state = FakeState::default();
-    let Ok(report) = run_cycle(&FakeSource(world(10)), &target, &state, &spec(), options(false), &|_, _| {}).await else { panic!("cycle") };
+    let Ok(report) = run_cycle(
+        &FakeSource(world(10)),
+        &target,
+        &state,
+        &spec(),
+        options(false),
+        &|_, _| {},
+    )
+    .await
+    else {
+        panic!("cycle")
+    };
     assert_eq!(report.exit_code(), 0);
     assert_eq!(active(&target), 10);
 
@@ -238,9 +325,28 @@ async fn an_incomplete_read_deactivates_nobody_but_still_creates() {
     }
     partial.complete = false;
     partial.failures = vec!["users: HTTP 500".into()];
-    let Ok(report) = run_cycle(&FakeSource(partial), &target, &state, &spec(), options(true), &|_, _| {}).await else { panic!("cycle") };
-    assert_eq!(report.exit_code(), 1, "an incomplete read is a failed cycle");
-    assert_eq!(active(&target), 11, "nobody deactivated, the new user created, even with --force");
+    let Ok(report) = run_cycle(
+        &FakeSource(partial),
+        &target,
+        &state,
+        &spec(),
+        options(true),
+        &|_, _| {},
+    )
+    .await
+    else {
+        panic!("cycle")
+    };
+    assert_eq!(
+        report.exit_code(),
+        1,
+        "an incomplete read is a failed cycle"
+    );
+    assert_eq!(
+        active(&target),
+        11,
+        "nobody deactivated, the new user created, even with --force"
+    );
     assert_eq!(report.workspaces[0].held.len(), 5);
 }
 
@@ -248,18 +354,51 @@ async fn an_incomplete_read_deactivates_nobody_but_still_creates() {
 async fn over_threshold_holds_deactivations_until_forced() {
     let target = FakeTarget::default();
     let state = FakeState::default();
-    let Ok(_) = run_cycle(&FakeSource(world(10)), &target, &state, &spec(), options(false), &|_, _| {}).await else { panic!("cycle") };
+    let Ok(_) = run_cycle(
+        &FakeSource(world(10)),
+        &target,
+        &state,
+        &spec(),
+        options(false),
+        &|_, _| {},
+    )
+    .await
+    else {
+        panic!("cycle")
+    };
     let mut smaller = world(6);
     smaller.users.insert("00u500".into(), user("00u500"));
     if let Some(app) = smaller.apps.get_mut(APP) {
         app.users.insert("00u500".into(), AssignmentScope::User);
     }
-    let Ok(report) = run_cycle(&FakeSource(smaller.clone()), &target, &state, &spec(), options(false), &|_, _| {}).await else { panic!("cycle") };
+    let Ok(report) = run_cycle(
+        &FakeSource(smaller.clone()),
+        &target,
+        &state,
+        &spec(),
+        options(false),
+        &|_, _| {},
+    )
+    .await
+    else {
+        panic!("cycle")
+    };
     assert_eq!(report.exit_code(), 3);
     assert_eq!(report.workspaces[0].held.len(), 4);
     assert!(report.workspaces[0].held_plan_id.is_some());
     assert_eq!(active(&target), 11, "the create applied, no deactivation");
-    let Ok(report) = run_cycle(&FakeSource(smaller), &target, &state, &spec(), options(true), &|_, _| {}).await else { panic!("cycle") };
+    let Ok(report) = run_cycle(
+        &FakeSource(smaller),
+        &target,
+        &state,
+        &spec(),
+        options(true),
+        &|_, _| {},
+    )
+    .await
+    else {
+        panic!("cycle")
+    };
     assert_eq!(report.exit_code(), 0);
     assert_eq!(active(&target), 7);
 }
@@ -271,14 +410,40 @@ async fn one_failing_object_does_not_block_the_others() {
         failing.insert("00u003".into());
     }
     let state = FakeState::default();
-    let Ok(report) = run_cycle(&FakeSource(world(10)), &target, &state, &spec(), options(false), &|_, _| {}).await else { panic!("cycle") };
+    let Ok(report) = run_cycle(
+        &FakeSource(world(10)),
+        &target,
+        &state,
+        &spec(),
+        options(false),
+        &|_, _| {},
+    )
+    .await
+    else {
+        panic!("cycle")
+    };
     assert_eq!(report.exit_code(), 1);
     assert_eq!(report.workspaces[0].failed.len(), 1);
     assert_eq!(active(&target), 9);
     if let Ok(mut failing) = target.failing.lock() {
         failing.clear();
     }
-    let Ok(report) = run_cycle(&FakeSource(world(10)), &target, &state, &spec(), options(false), &|_, _| {}).await else { panic!("cycle") };
+    let Ok(report) = run_cycle(
+        &FakeSource(world(10)),
+        &target,
+        &state,
+        &spec(),
+        options(false),
+        &|_, _| {},
+    )
+    .await
+    else {
+        panic!("cycle")
+    };
     assert_eq!(report.exit_code(), 0);
-    assert_eq!(active(&target), 10, "the failed create is planned again and converges");
+    assert_eq!(
+        active(&target),
+        10,
+        "the failed create is planned again and converges"
+    );
 }

@@ -72,20 +72,25 @@ impl Store {
             .await?);
         Ok(rows
             .into_iter()
-            .map(|(id, workspace_id, list, approved, consumed)| HeldPlanRecord {
-                deactivations: serde_json::from_str::<Vec<String>>(&list)
-                    .map(|l| l.len())
-                    .unwrap_or(0),
-                id,
-                workspace_id,
-                approved: approved.is_some(),
-                consumed: consumed.is_some(),
-            })
+            .map(
+                |(id, workspace_id, list, approved, consumed)| HeldPlanRecord {
+                    deactivations: serde_json::from_str::<Vec<String>>(&list)
+                        .map(|l| l.len())
+                        .unwrap_or(0),
+                    id,
+                    workspace_id,
+                    approved: approved.is_some(),
+                    consumed: consumed.is_some(),
+                },
+            )
             .collect())
     }
 
     /// Journal entries by status, for tests and `history`.
-    pub async fn journal_counts(&self, workspace_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
+    pub async fn journal_counts(
+        &self,
+        workspace_id: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(on_pool!(self, pool => sqlx::query_as(
             "SELECT status, COUNT(*) FROM journal WHERE workspace_id = $1 GROUP BY status ORDER BY status",
         )
@@ -172,7 +177,12 @@ impl StateStore for Store {
         Ok(())
     }
 
-    async fn finish_cycle(&self, cycle_id: i64, outcome: &str, summary: &str) -> Result<(), StateError> {
+    async fn finish_cycle(
+        &self,
+        cycle_id: i64,
+        outcome: &str,
+        summary: &str,
+    ) -> Result<(), StateError> {
         on_pool!(self, pool => sqlx::query(
             "UPDATE cycles SET finished_at = $2, outcome = $3, summary = $4 WHERE id = $1",
         )
@@ -185,7 +195,11 @@ impl StateStore for Store {
         Ok(())
     }
 
-    async fn hold(&self, workspace_id: &str, deactivations: &[String]) -> Result<HeldPlan, StateError> {
+    async fn hold(
+        &self,
+        workspace_id: &str,
+        deactivations: &[String],
+    ) -> Result<HeldPlan, StateError> {
         let id = held_plan_id(workspace_id, deactivations);
         let list = serde_json::to_string(deactivations).map_err(|e| StateError(e.to_string()))?;
         let approved: Option<i64> = on_pool!(self, pool => {

@@ -73,7 +73,11 @@ impl Store {
             groups: groups
                 .into_iter()
                 .map(|(id, okta_group_id, display_name)| WorkspaceGroup {
-                    members: by_group.remove(&id).unwrap_or_default().into_iter().collect(),
+                    members: by_group
+                        .remove(&id)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect(),
                     id,
                     okta_group_id,
                     display_name,

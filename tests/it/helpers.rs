@@ -27,7 +27,8 @@ pub enum Backend {
 pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 
 fn pg_base() -> String {
-    std::env::var("OKTASYNC_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("OKTASYNC_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 /// A new, empty store URL for this backend (a new database on PostgreSQL).
@@ -39,7 +40,12 @@ pub async fn fresh_store_url(backend: Backend, dir: &std::path::Path) -> String 
             let name = format!("oktasync_it_{}", uuid::Uuid::new_v4().simple());
             let mut conn = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base()))
                 .await
-                .unwrap_or_else(|e| panic!("PostgreSQL at {} is needed for the store tests: {e}", pg_base()));
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL at {} is needed for the store tests: {e}",
+                        pg_base()
+                    )
+                });
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .execute(&mut conn)
                 .await
@@ -74,17 +80,25 @@ impl FakeOkta {
             .strip_prefix("FAKE_OKTA_URL=")
             .unwrap_or_else(|| panic!("unexpected first line from fake-okta: {line:?}"))
             .to_owned();
-        Self { child, url, http: reqwest::Client::new() }
+        Self {
+            child,
+            url,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/__admin{path}", self.url);
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or_else(|_| panic!("method"));
+        let method =
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap_or_else(|_| panic!("method"));
         let mut request = self.http.request(method.clone(), &url);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         assert!(status.is_success(), "{method} {url}: {status} {text}");
@@ -108,19 +122,33 @@ pub struct World(pub Value);
 
 impl World {
     pub fn users(&self) -> &Vec<Value> {
-        self.0["users"].as_array().unwrap_or_else(|| panic!("users"))
+        self.0["users"]
+            .as_array()
+            .unwrap_or_else(|| panic!("users"))
     }
 
     pub fn user(&self, id: &str) -> &Value {
-        self.users().iter().find(|u| u["id"] == id).unwrap_or_else(|| panic!("user {id}"))
+        self.users()
+            .iter()
+            .find(|u| u["id"] == id)
+            .unwrap_or_else(|| panic!("user {id}"))
     }
 
     fn app(&self) -> &Value {
-        self.0["apps"].as_array().and_then(|a| a.iter().find(|a| a["id"] == APP)).unwrap_or_else(|| panic!("app"))
+        self.0["apps"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["id"] == APP))
+            .unwrap_or_else(|| panic!("app"))
     }
 
     pub fn strings(v: &Value) -> BTreeSet<String> {
-        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn direct_assignments(&self) -> BTreeSet<String> {
@@ -132,11 +160,16 @@ impl World {
     }
 
     pub fn group_by_name(&self, name: &str) -> &Value {
-        self.0["groups"].as_array().and_then(|g| g.iter().find(|g| g["name"] == name)).unwrap_or_else(|| panic!("group {name}"))
+        self.0["groups"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["name"] == name))
+            .unwrap_or_else(|| panic!("group {name}"))
     }
 
     pub fn groups(&self) -> &Vec<Value> {
-        self.0["groups"].as_array().unwrap_or_else(|| panic!("groups"))
+        self.0["groups"]
+            .as_array()
+            .unwrap_or_else(|| panic!("groups"))
     }
 
     /// Users assigned through one of the app's groups.
@@ -152,7 +185,11 @@ impl World {
     /// The scope rule, written independently of the engine: assigned (directly or through
     /// a group) and neither SUSPENDED nor DEPROVISIONED.
     pub fn in_scope(&self) -> BTreeSet<String> {
-        let assigned: BTreeSet<String> = self.direct_assignments().union(&self.group_assigned_users()).cloned().collect();
+        let assigned: BTreeSet<String> = self
+            .direct_assignments()
+            .union(&self.group_assigned_users())
+            .cloned()
+            .collect();
         self.users()
             .iter()
             .filter(|u| u["id"].as_str().is_some_and(|id| assigned.contains(id)))
@@ -193,18 +230,33 @@ impl Default for AppConfig {
         Self {
             sync: "max_deactivations = 50\nmax_deactivation_ratio = 0.2\n".into(),
             workspace: "push_groups = [\"Engineering\", \"re:^team-\"]\n".into(),
-            okta: "max_retries = 2\n".into(),
+            // Against a fake whose rate-limit windows are time-scaled to one second.
+            okta: "max_retries = 2\nrate_limit_window = \"1s\"\n".into(),
         }
     }
 }
 
-pub async fn spawn_app(backend: Backend, users: usize, groups: usize, config: AppConfig) -> TestApp {
+pub async fn spawn_app(
+    backend: Backend,
+    users: usize,
+    groups: usize,
+    config: AppConfig,
+) -> TestApp {
     let (users, groups) = (users.to_string(), groups.to_string());
-    spawn_app_with_fake(backend, config, &["--users", &users, "--groups", &groups]).await
+    spawn_app_with_fake(
+        backend,
+        config,
+        &["--users", &users, "--groups", &groups, "--time-scale", "60"],
+    )
+    .await
 }
 
 /// `spawn_app` with the fake's command-line arguments given in full.
-pub async fn spawn_app_with_fake(backend: Backend, config: AppConfig, fake_args: &[&str]) -> TestApp {
+pub async fn spawn_app_with_fake(
+    backend: Backend,
+    config: AppConfig,
+    fake_args: &[&str],
+) -> TestApp {
     let fake = FakeOkta::spawn(fake_args);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let store_url = fresh_store_url(backend, dir.path()).await;
@@ -217,7 +269,12 @@ pub async fn spawn_app_with_fake(backend: Backend, config: AppConfig, fake_args:
         ),
     )
     .unwrap_or_else(|e| panic!("write config: {e}"));
-    TestApp { _dir: dir, config: path, store_url, fake }
+    TestApp {
+        _dir: dir,
+        config: path,
+        store_url,
+        fake,
+    }
 }
 
 pub struct Run {
@@ -228,7 +285,12 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     /// The one workspace's entry of the JSON report.
@@ -251,7 +313,10 @@ impl TestApp {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         };
-        assert!(!run.stdout.contains(TOKEN) && !run.stderr.contains(TOKEN), "the API token leaked into the output");
+        assert!(
+            !run.stdout.contains(TOKEN) && !run.stderr.contains(TOKEN),
+            "the API token leaked into the output"
+        );
         run
     }
 
@@ -264,8 +329,13 @@ impl TestApp {
     }
 
     pub async fn workspace(&self) -> WorkspaceState {
-        let store = Store::connect(&self.store_url).await.unwrap_or_else(|e| panic!("store: {e}"));
-        let state = store.load_workspace(WS).await.unwrap_or_else(|e| panic!("load: {e}"));
+        let store = Store::connect(&self.store_url)
+            .await
+            .unwrap_or_else(|e| panic!("store: {e}"));
+        let state = store
+            .load_workspace(WS)
+            .await
+            .unwrap_or_else(|e| panic!("load: {e}"));
         store.close().await;
         state
     }
@@ -275,7 +345,11 @@ impl TestApp {
 pub fn summary(ws: &Value) -> BTreeMap<String, u64> {
     ws["summary"]
         .as_object()
-        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(u64::MAX))).collect())
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(u64::MAX)))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -285,7 +359,12 @@ pub fn ops(ws: &Value) -> Vec<(String, String)> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|o| (o["op"].as_str().unwrap_or("").to_owned(), o["okta_id"].as_str().unwrap_or("").to_owned()))
+                .map(|o| {
+                    (
+                        o["op"].as_str().unwrap_or("").to_owned(),
+                        o["okta_id"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()

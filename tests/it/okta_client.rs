@@ -9,11 +9,21 @@ use crate::helpers::*;
 /// answered 429 by a quiet org.
 #[tokio::test]
 async fn paces_each_bucket_at_its_share_without_429s() {
-    let config = AppConfig {
-        okta: "rate_limit_window = \"1s\"\nmax_retries = 2\n".into(),
-        ..AppConfig::default()
-    };
-    let app = spawn_app_with_fake(Backend::Sqlite, config, &["--users", "2000", "--groups", "30", "--time-scale", "60", "--limit-multiplier", "0.02"]).await;
+    let app = spawn_app_with_fake(
+        Backend::Sqlite,
+        AppConfig::default(),
+        &[
+            "--users",
+            "2000",
+            "--groups",
+            "30",
+            "--time-scale",
+            "60",
+            "--limit-multiplier",
+            "0.02",
+        ],
+    )
+    .await;
     let run = app.sync();
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.workspace()["complete_read"], true);
@@ -29,11 +39,12 @@ async fn paces_each_bucket_at_its_share_without_429s() {
 /// with retries: the read stays complete.
 #[tokio::test]
 async fn passing_faults_are_retried_and_the_read_stays_complete() {
-    let config = AppConfig {
-        okta: "rate_limit_window = \"1s\"\nmax_retries = 2\n".into(),
-        ..AppConfig::default()
-    };
-    let app = spawn_app_with_fake(Backend::Sqlite, config, &["--users", "600", "--groups", "10", "--time-scale", "60"]).await;
+    let app = spawn_app_with_fake(
+        Backend::Sqlite,
+        AppConfig::default(),
+        &["--users", "600", "--groups", "10", "--time-scale", "60"],
+    )
+    .await;
     for (path, kind) in [
         ("/api/v1/users", "invalid_json"),
         ("/api/v1/groups", "truncated_json"),
@@ -41,7 +52,11 @@ async fn passing_faults_are_retried_and_the_read_stays_complete() {
         ("/api/v1/users", "status"),
     ] {
         app.fake
-            .admin("POST", "/faults", Some(json!({"path": path, "page": 2, "kind": kind, "status": 503, "times": 1})))
+            .admin(
+                "POST",
+                "/faults",
+                Some(json!({"path": path, "page": 2, "kind": kind, "status": 503, "times": 1})),
+            )
             .await;
     }
     let run = app.sync();
@@ -56,12 +71,17 @@ async fn a_rejected_token_fails_the_cycle_without_removing_anything() {
     let app = spawn_app(Backend::Sqlite, 200, 10, AppConfig::default()).await;
     assert_eq!(app.sync().code, 0);
     let before = app.workspace().await;
-    let config = std::fs::read_to_string(&app.config).unwrap_or_default().replace(TOKEN, "wrong-token");
+    let config = std::fs::read_to_string(&app.config)
+        .unwrap_or_default()
+        .replace(TOKEN, "wrong-token");
     std::fs::write(&app.config, config).unwrap_or_else(|e| panic!("{e}"));
     let run = app.sync();
     assert_eq!(run.code, 1);
     let report = run.workspace();
     assert_eq!(report["complete_read"], false);
-    assert!(report["read_failures"].to_string().contains("401"), "{report}");
+    assert!(
+        report["read_failures"].to_string().contains("401"),
+        "{report}"
+    );
     assert_eq!(app.workspace().await, before);
 }

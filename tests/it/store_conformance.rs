@@ -21,58 +21,184 @@ fn attrs(name: &str) -> UserAttributes {
 async fn conformance(backend: Backend) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let url = fresh_store_url(backend, dir.path()).await;
-    let store = Store::connect(&url).await.unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+    let store = Store::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
     store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
-    store.migrate().await.unwrap_or_else(|e| panic!("migrate twice: {e}"));
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|e| panic!("migrate twice: {e}"));
 
-    let create = Operation::CreateUser { okta_id: "00u1".into(), attributes: attrs("ada@example.com") };
+    let create = Operation::CreateUser {
+        okta_id: "00u1".into(),
+        attributes: attrs("ada@example.com"),
+    };
     for _ in 0..2 {
-        store.apply_operation("ws", &create).await.unwrap_or_else(|e| panic!("{e}"));
+        store
+            .apply_operation("ws", &create)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
-    let pre = store.insert_unmanaged_user("ws", None, &attrs("Grace@Example.com")).await.unwrap_or_else(|e| panic!("{e}"));
+    let pre = store
+        .insert_unmanaged_user("ws", None, &attrs("Grace@Example.com"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     // The same userName in another letter case is the same user.
-    assert!(store.insert_unmanaged_user("ws", None, &attrs("ADA@example.com")).await.is_err());
-    let adopt = Operation::AdoptUser { okta_id: "00u2".into(), workspace_id: pre.clone(), matched_by: MatchKey::UserName, attributes: attrs("grace@example.com") };
-    store.apply_operation("ws", &adopt).await.unwrap_or_else(|e| panic!("{e}"));
-    store.apply_operation("ws", &adopt).await.unwrap_or_else(|e| panic!("adopt is idempotent: {e}"));
-    let steal = Operation::AdoptUser { okta_id: "00u3".into(), workspace_id: pre.clone(), matched_by: MatchKey::Email, attributes: attrs("x@example.com") };
-    assert!(store.apply_operation("ws", &steal).await.is_err(), "an adopted user cannot be adopted again by another Okta user");
+    assert!(
+        store
+            .insert_unmanaged_user("ws", None, &attrs("ADA@example.com"))
+            .await
+            .is_err()
+    );
+    let adopt = Operation::AdoptUser {
+        okta_id: "00u2".into(),
+        workspace_id: pre.clone(),
+        matched_by: MatchKey::UserName,
+        attributes: attrs("grace@example.com"),
+    };
+    store
+        .apply_operation("ws", &adopt)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .apply_operation("ws", &adopt)
+        .await
+        .unwrap_or_else(|e| panic!("adopt is idempotent: {e}"));
+    let steal = Operation::AdoptUser {
+        okta_id: "00u3".into(),
+        workspace_id: pre.clone(),
+        matched_by: MatchKey::Email,
+        attributes: attrs("x@example.com"),
+    };
+    assert!(
+        store.apply_operation("ws", &steal).await.is_err(),
+        "an adopted user cannot be adopted again by another Okta user"
+    );
 
-    let state = store.load_workspace("ws").await.unwrap_or_else(|e| panic!("{e}"));
+    let state = store
+        .load_workspace("ws")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(state.users.len(), 2);
-    let grace = state.users.iter().find(|u| u.id == pre).unwrap_or_else(|| panic!("adopted"));
+    let grace = state
+        .users
+        .iter()
+        .find(|u| u.id == pre)
+        .unwrap_or_else(|| panic!("adopted"));
     assert_eq!(grace.okta_id.as_deref(), Some("00u2"));
     assert_eq!(grace.attributes.user_name, "grace@example.com");
-    assert!(store.load_workspace("other").await.unwrap_or_else(|e| panic!("{e}")).users.is_empty(), "keyed by workspace");
+    assert!(
+        store
+            .load_workspace("other")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .users
+            .is_empty(),
+        "keyed by workspace"
+    );
 
-    let group = Operation::CreateGroup { okta_group_id: "00g1".into(), display_name: "Eng".into(), adopt: None };
-    let add = Operation::AddMembers { okta_group_id: "00g1".into(), members: vec!["00u1".into(), "00u2".into(), "00u9".into()] };
-    store.apply_operation("ws", &group).await.unwrap_or_else(|e| panic!("{e}"));
-    store.apply_operation("ws", &group).await.unwrap_or_else(|e| panic!("{e}"));
-    let err = store.apply_operation("ws", &add).await.err().unwrap_or_else(|| panic!("00u9 is not in the workspace"));
+    let group = Operation::CreateGroup {
+        okta_group_id: "00g1".into(),
+        display_name: "Eng".into(),
+        adopt: None,
+    };
+    let add = Operation::AddMembers {
+        okta_group_id: "00g1".into(),
+        members: vec!["00u1".into(), "00u2".into(), "00u9".into()],
+    };
+    store
+        .apply_operation("ws", &group)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .apply_operation("ws", &group)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = store
+        .apply_operation("ws", &add)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("00u9 is not in the workspace"));
     assert!(err.to_string().contains("00u9"), "{err}");
-    let state = store.load_workspace("ws").await.unwrap_or_else(|e| panic!("{e}"));
+    let state = store
+        .load_workspace("ws")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(state.groups.len(), 1);
-    assert_eq!(state.groups[0].members.len(), 2, "existing members added despite the missing one");
+    assert_eq!(
+        state.groups[0].members.len(),
+        2,
+        "existing members added despite the missing one"
+    );
 
     // Journal: pending entries of an interrupted cycle are superseded by the next cycle.
-    let cycle = store.begin_cycle("ws", false).await.unwrap_or_else(|e| panic!("{e}"));
-    let ids = store.journal_pending(cycle, "ws", &[create.clone(), add.clone()]).await.unwrap_or_else(|e| panic!("{e}"));
-    store.journal_outcome(ids[0], None).await.unwrap_or_else(|e| panic!("{e}"));
-    store.begin_cycle("ws", false).await.unwrap_or_else(|e| panic!("{e}"));
-    let counts = store.journal_counts("ws").await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(counts, vec![("applied".to_string(), 1), ("superseded".to_string(), 1)]);
+    let cycle = store
+        .begin_cycle("ws", false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ids = store
+        .journal_pending(cycle, "ws", &[create.clone(), add.clone()])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .journal_outcome(ids[0], None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .begin_cycle("ws", false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let counts = store
+        .journal_counts("ws")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        counts,
+        vec![("applied".to_string(), 1), ("superseded".to_string(), 1)]
+    );
 
     // Held plans: stable id per set, approval, consumption.
     let set = vec!["00u1".to_string(), "00u2".to_string()];
-    let held = store.hold("ws", &set).await.unwrap_or_else(|e| panic!("{e}"));
+    let held = store
+        .hold("ws", &set)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(!held.approved);
     let reversed: Vec<String> = set.iter().rev().cloned().collect();
-    assert_eq!(store.hold("ws", &reversed).await.unwrap_or_else(|e| panic!("{e}")).id, held.id);
-    assert!(store.approve_held_plan(&held.id).await.unwrap_or_else(|e| panic!("{e}")));
-    assert!(store.hold("ws", &set).await.unwrap_or_else(|e| panic!("{e}")).approved);
-    store.consume_hold(&held.id).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(!store.hold("ws", &set).await.unwrap_or_else(|e| panic!("{e}")).approved, "an approval is used once");
+    assert_eq!(
+        store
+            .hold("ws", &reversed)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .id,
+        held.id
+    );
+    assert!(
+        store
+            .approve_held_plan(&held.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert!(
+        store
+            .hold("ws", &set)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .approved
+    );
+    store
+        .consume_hold(&held.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !store
+            .hold("ws", &set)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .approved,
+        "an approval is used once"
+    );
     store.close().await;
 }
 
