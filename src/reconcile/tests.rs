@@ -290,6 +290,27 @@ fn options(force: bool) -> CycleOptions {
     }
 }
 
+async fn cycle(
+    snapshot: OktaSnapshot,
+    target: &FakeTarget,
+    state: &FakeState,
+    force: bool,
+) -> crate::reconcile::cycle::CycleReport {
+    match run_cycle(
+        &FakeSource(snapshot),
+        target,
+        state,
+        &spec(),
+        options(force),
+        &|_, _| {},
+    )
+    .await
+    {
+        Ok(report) => report,
+        Err(e) => panic!("cycle: {e}"),
+    }
+}
+
 fn active(target: &FakeTarget) -> usize {
     target
         .state
@@ -302,18 +323,7 @@ fn active(target: &FakeTarget) -> usize {
 async fn an_incomplete_read_deactivates_nobody_but_still_creates() {
     let target = FakeTarget::default();
     let state = FakeState::default();
-    let Ok(report) = run_cycle(
-        &FakeSource(world(10)),
-        &target,
-        &state,
-        &spec(),
-        options(false),
-        &|_, _| {},
-    )
-    .await
-    else {
-        panic!("cycle")
-    };
+    let report = cycle(world(10), &target, &state, false).await;
     assert_eq!(report.exit_code(), 0);
     assert_eq!(active(&target), 10);
 
@@ -325,18 +335,7 @@ async fn an_incomplete_read_deactivates_nobody_but_still_creates() {
     }
     partial.complete = false;
     partial.failures = vec!["users: HTTP 500".into()];
-    let Ok(report) = run_cycle(
-        &FakeSource(partial),
-        &target,
-        &state,
-        &spec(),
-        options(true),
-        &|_, _| {},
-    )
-    .await
-    else {
-        panic!("cycle")
-    };
+    let report = cycle(partial, &target, &state, true).await;
     assert_eq!(
         report.exit_code(),
         1,
@@ -354,51 +353,18 @@ async fn an_incomplete_read_deactivates_nobody_but_still_creates() {
 async fn over_threshold_holds_deactivations_until_forced() {
     let target = FakeTarget::default();
     let state = FakeState::default();
-    let Ok(_) = run_cycle(
-        &FakeSource(world(10)),
-        &target,
-        &state,
-        &spec(),
-        options(false),
-        &|_, _| {},
-    )
-    .await
-    else {
-        panic!("cycle")
-    };
+    let _ = cycle(world(10), &target, &state, false).await;
     let mut smaller = world(6);
     smaller.users.insert("00u500".into(), user("00u500"));
     if let Some(app) = smaller.apps.get_mut(APP) {
         app.users.insert("00u500".into(), AssignmentScope::User);
     }
-    let Ok(report) = run_cycle(
-        &FakeSource(smaller.clone()),
-        &target,
-        &state,
-        &spec(),
-        options(false),
-        &|_, _| {},
-    )
-    .await
-    else {
-        panic!("cycle")
-    };
+    let report = cycle(smaller.clone(), &target, &state, false).await;
     assert_eq!(report.exit_code(), 3);
     assert_eq!(report.workspaces[0].held.len(), 4);
     assert!(report.workspaces[0].held_plan_id.is_some());
     assert_eq!(active(&target), 11, "the create applied, no deactivation");
-    let Ok(report) = run_cycle(
-        &FakeSource(smaller),
-        &target,
-        &state,
-        &spec(),
-        options(true),
-        &|_, _| {},
-    )
-    .await
-    else {
-        panic!("cycle")
-    };
+    let report = cycle(smaller, &target, &state, true).await;
     assert_eq!(report.exit_code(), 0);
     assert_eq!(active(&target), 7);
 }
@@ -410,36 +376,14 @@ async fn one_failing_object_does_not_block_the_others() {
         failing.insert("00u003".into());
     }
     let state = FakeState::default();
-    let Ok(report) = run_cycle(
-        &FakeSource(world(10)),
-        &target,
-        &state,
-        &spec(),
-        options(false),
-        &|_, _| {},
-    )
-    .await
-    else {
-        panic!("cycle")
-    };
+    let report = cycle(world(10), &target, &state, false).await;
     assert_eq!(report.exit_code(), 1);
     assert_eq!(report.workspaces[0].failed.len(), 1);
     assert_eq!(active(&target), 9);
     if let Ok(mut failing) = target.failing.lock() {
         failing.clear();
     }
-    let Ok(report) = run_cycle(
-        &FakeSource(world(10)),
-        &target,
-        &state,
-        &spec(),
-        options(false),
-        &|_, _| {},
-    )
-    .await
-    else {
-        panic!("cycle")
-    };
+    let report = cycle(world(10), &target, &state, false).await;
     assert_eq!(report.exit_code(), 0);
     assert_eq!(
         active(&target),

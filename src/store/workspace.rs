@@ -40,6 +40,28 @@ fn user_from_row(row: UserRow) -> WorkspaceUser {
     }
 }
 
+/// Binds a user's attributes in the column order every user query here uses:
+/// user_name, user_name_lower, given_name, family_name, display_name, email.
+trait BindAttributes: Sized {
+    fn bind_attributes(self, attributes: &UserAttributes) -> Self;
+}
+
+impl<'q, DB: sqlx::Database> BindAttributes
+    for sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    fn bind_attributes(self, a: &UserAttributes) -> Self {
+        self.bind(a.user_name.clone())
+            .bind(a.user_name.to_lowercase())
+            .bind(a.given_name.clone())
+            .bind(a.family_name.clone())
+            .bind(a.display_name.clone())
+            .bind(a.email.clone())
+    }
+}
+
 impl Store {
     pub async fn load_workspace(&self, workspace_id: &str) -> Result<WorkspaceState, StoreError> {
         let (users, groups, members) = on_pool!(self, pool => {
@@ -104,12 +126,7 @@ impl Store {
         .bind(workspace_id)
         .bind(&id)
         .bind(external_id)
-        .bind(&attributes.user_name)
-        .bind(attributes.user_name.to_lowercase())
-        .bind(&attributes.given_name)
-        .bind(&attributes.family_name)
-        .bind(&attributes.display_name)
-        .bind(&attributes.email)
+        .bind_attributes(attributes)
         .bind(now)
         .execute(pool)
         .await.map(|_| ()))?;
@@ -141,12 +158,7 @@ impl Store {
                     .bind(workspace_id)
                     .bind(uuid::Uuid::new_v4().to_string())
                     .bind(okta_id)
-                    .bind(&attributes.user_name)
-                    .bind(attributes.user_name.to_lowercase())
-                    .bind(&attributes.given_name)
-                    .bind(&attributes.family_name)
-                    .bind(&attributes.display_name)
-                    .bind(&attributes.email)
+                    .bind_attributes(attributes)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
@@ -161,12 +173,7 @@ impl Store {
                     .bind(workspace_id)
                     .bind(object_id)
                     .bind(okta_id)
-                    .bind(&attributes.user_name)
-                    .bind(attributes.user_name.to_lowercase())
-                    .bind(&attributes.given_name)
-                    .bind(&attributes.family_name)
-                    .bind(&attributes.display_name)
-                    .bind(&attributes.email)
+                    .bind_attributes(attributes)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
@@ -185,12 +192,7 @@ impl Store {
                     )
                     .bind(workspace_id)
                     .bind(okta_id)
-                    .bind(&attributes.user_name)
-                    .bind(attributes.user_name.to_lowercase())
-                    .bind(&attributes.given_name)
-                    .bind(&attributes.family_name)
-                    .bind(&attributes.display_name)
-                    .bind(&attributes.email)
+                    .bind_attributes(attributes)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
