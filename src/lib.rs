@@ -4,10 +4,14 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
+pub mod http;
 pub mod model;
 pub mod okta;
 pub mod reconcile;
 pub mod render;
+pub mod scim;
+pub mod scim_wire;
 pub mod store;
 pub mod targets;

@@ -113,6 +113,8 @@ pub struct OktaSnapshot {
     /// Assignments per Okta app id.
     pub apps: BTreeMap<String, AppAssignments>,
     pub complete: bool,
+    /// When the read began (epoch ms): changes pushed over SCIM after it win over it.
+    pub read_started_at: i64,
     /// Human-readable reasons the read is incomplete (listing and error), empty when complete.
     pub failures: Vec<String>,
 }
@@ -137,6 +139,9 @@ pub struct WorkspaceUser {
     pub external_id: Option<String>,
     pub attributes: UserAttributes,
     pub active: bool,
+    /// When a SCIM client last wrote this user (epoch ms): a pull whose Okta read began
+    /// earlier must not revert that write.
+    pub pushed_at: Option<i64>,
 }
 
 impl WorkspaceUser {
@@ -153,6 +158,8 @@ pub struct WorkspaceGroup {
     pub okta_group_id: Option<OktaGroupId>,
     pub display_name: String,
     pub members: BTreeSet<WorkspaceObjectId>,
+    /// When a SCIM client last wrote this group (epoch ms).
+    pub pushed_at: Option<i64>,
 }
 
 /// Everything the workspace holds, as last known.

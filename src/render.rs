@@ -93,6 +93,13 @@ pub fn operation_json(op: &Operation) -> Value {
         } => json!({
             "workspace_id": workspace_id, "display_name": display_name, "delete": delete,
         }),
+        Operation::PushUser(p) | Operation::PushGroup(p) => json!({
+            "workspace_id": p.workspace_id, "create": p.create,
+            "document": serde_json::from_str::<Value>(&p.document).unwrap_or(Value::Null),
+        }),
+        Operation::DeleteUser { workspace_id } | Operation::DeleteGroup { workspace_id } => {
+            json!({ "workspace_id": workspace_id })
+        }
     };
     if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
         obj.extend(more);
@@ -280,6 +287,18 @@ fn describe(op: &Operation) -> String {
                 "workspace group kept"
             }
         ),
+        Operation::PushUser(p) | Operation::PushGroup(p) => format!(
+            "{} ({})",
+            p.workspace_id,
+            if p.create {
+                "created over SCIM"
+            } else {
+                "written over SCIM"
+            }
+        ),
+        Operation::DeleteUser { workspace_id } | Operation::DeleteGroup { workspace_id } => {
+            format!("{workspace_id} (deleted over SCIM)")
+        }
     }
 }
 

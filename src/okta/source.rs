@@ -103,6 +103,7 @@ fn urlencode(segment: &str) -> String {
 
 impl OktaSource for OktaClient {
     async fn read(&self, request: ReadRequest<'_>) -> OktaSnapshot {
+        let read_started_at = crate::store::now_millis();
         let users = self.read_users();
         let groups_then_members = async {
             let mut snapshot = OktaSnapshot::default();
@@ -155,6 +156,7 @@ impl OktaSource for OktaClient {
         }
         snapshot.complete = failures.is_empty();
         snapshot.failures = failures;
+        snapshot.read_started_at = read_started_at;
         snapshot
     }
 }

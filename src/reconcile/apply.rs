@@ -18,7 +18,7 @@ pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Send + Sync);
 pub async fn apply<T: WorkspaceTarget, S: StateStore>(
     target: &T,
     state: &S,
-    cycle_id: i64,
+    cycle_id: Option<i64>,
     workspace_id: &str,
     operations: Vec<Operation>,
     progress: Progress<'_>,

@@ -154,7 +154,11 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
         }
     };
     let desired: DesiredState = desired_state(snapshot, &spec.policy);
-    let full_plan = plan(&desired, &current, spec.plan_options);
+    let plan_options = PlanOptions {
+        read_started_at: Some(snapshot.read_started_at),
+        ..spec.plan_options
+    };
+    let full_plan = plan(&desired, &current, plan_options);
     let managed_active = current
         .users
         .iter()
@@ -196,7 +200,15 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
         state.finish_cycle(cycle_id, "planned", "").await?;
         return Ok(report);
     }
-    let outcome = apply(target, state, cycle_id, workspace_id, gated.apply, progress).await?;
+    let outcome = apply(
+        target,
+        state,
+        Some(cycle_id),
+        workspace_id,
+        gated.apply,
+        progress,
+    )
+    .await?;
     if released
         && let Some(h) = held_plan
         && outcome

@@ -9,7 +9,7 @@ use crate::model::{OktaSnapshot, WorkspaceGroup, WorkspaceState, WorkspaceUser};
 use crate::reconcile::plan::Operation;
 use crate::reconcile::ports::{
     HeldPlan, JournalEntryId, OktaSource, ReadRequest, StateError, StateStore, TargetError,
-    WorkspaceTarget,
+    TargetErrorKind, WorkspaceTarget,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -38,6 +38,7 @@ pub fn apply_in_memory(state: &mut WorkspaceState, op: &Operation) -> Result<(),
                 external_id: Some(okta_id.clone()),
                 attributes: attributes.clone(),
                 active: true,
+                pushed_at: None,
             }),
         },
         Operation::AdoptUser {
@@ -98,6 +99,7 @@ pub fn apply_in_memory(state: &mut WorkspaceState, op: &Operation) -> Result<(),
                         okta_group_id: Some(okta_group_id.clone()),
                         display_name: display_name.clone(),
                         members: BTreeSet::new(),
+                        pushed_at: None,
                     });
                 }
             }
@@ -134,6 +136,10 @@ pub fn apply_in_memory(state: &mut WorkspaceState, op: &Operation) -> Result<(),
                 g.members.remove(&m.workspace_id);
             }
         }
+        Operation::PushUser(_)
+        | Operation::PushGroup(_)
+        | Operation::DeleteUser { .. }
+        | Operation::DeleteGroup { .. } => return Err("SCIM pushes are not simulated".into()),
         Operation::UnlinkGroup {
             okta_group_id,
             delete,
@@ -178,12 +184,12 @@ impl WorkspaceTarget for FakeTarget {
         if lock(&self.failing).contains(operation.okta_id()) {
             return Err(TargetError {
                 message: "injected failure".into(),
-                retryable: true,
+                kind: TargetErrorKind::Transient,
             });
         }
         apply_in_memory(&mut lock(&self.state), operation).map_err(|message| TargetError {
             message,
-            retryable: false,
+            kind: TargetErrorKind::Invalid,
         })
     }
 }
@@ -201,7 +207,7 @@ impl StateStore for FakeState {
 
     async fn journal_pending(
         &self,
-        _: i64,
+        _: Option<i64>,
         _: &str,
         ops: &[Operation],
     ) -> Result<Vec<JournalEntryId>, StateError> {

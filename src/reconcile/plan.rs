@@ -101,6 +101,27 @@ pub enum Operation {
         display_name: String,
         delete: bool,
     },
+    /// A user written by a SCIM client (inbound SCIM): the whole document as it must be.
+    PushUser(PushedObject),
+    /// A group written by a SCIM client: the whole document, members included.
+    PushGroup(PushedObject),
+    /// A user deleted by a SCIM client.
+    DeleteUser { workspace_id: WorkspaceObjectId },
+    /// A group deleted by a SCIM client.
+    DeleteGroup { workspace_id: WorkspaceObjectId },
+}
+
+/// An object written over inbound SCIM. The document is opaque to the engine (the SCIM
+/// JSON the workspace keeps); `external_id` names where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedObject {
+    pub workspace_id: WorkspaceObjectId,
+    pub external_id: Option<String>,
+    pub document: String,
+    /// A POST: the object must not exist yet.
+    pub create: bool,
+    /// `If-Match`: the write applies only to this version.
+    pub expected_version: Option<i64>,
 }
 
 /// The operation kinds, in the order a plan applies them and the JSON summary names them.
@@ -116,6 +137,10 @@ pub enum OpKind {
     AddMembers,
     RemoveMembers,
     UnlinkGroup,
+    PushUser,
+    PushGroup,
+    DeleteUser,
+    DeleteGroup,
 }
 
 impl OpKind {
@@ -144,6 +169,10 @@ impl OpKind {
             Self::AddMembers => "add_members",
             Self::RemoveMembers => "remove_members",
             Self::UnlinkGroup => "unlink_group",
+            Self::PushUser => "push_user",
+            Self::PushGroup => "push_group",
+            Self::DeleteUser => "delete_user",
+            Self::DeleteGroup => "delete_group",
         }
     }
 
@@ -169,10 +198,15 @@ impl Operation {
             Self::AddMembers { .. } => OpKind::AddMembers,
             Self::RemoveMembers { .. } => OpKind::RemoveMembers,
             Self::UnlinkGroup { .. } => OpKind::UnlinkGroup,
+            Self::PushUser(_) => OpKind::PushUser,
+            Self::PushGroup(_) => OpKind::PushGroup,
+            Self::DeleteUser { .. } => OpKind::DeleteUser,
+            Self::DeleteGroup { .. } => OpKind::DeleteGroup,
         }
     }
 
-    /// The Okta id (user or group) this operation comes from.
+    /// The Okta id (user or group) this operation comes from; for a SCIM push, the
+    /// object's externalId, else its workspace id.
     pub fn okta_id(&self) -> &str {
         match self {
             Self::CreateUser { okta_id, .. }
@@ -185,6 +219,10 @@ impl Operation {
             | Self::AddMembers { okta_group_id, .. }
             | Self::RemoveMembers { okta_group_id, .. }
             | Self::UnlinkGroup { okta_group_id, .. } => okta_group_id,
+            Self::PushUser(p) | Self::PushGroup(p) => {
+                p.external_id.as_deref().unwrap_or(&p.workspace_id)
+            }
+            Self::DeleteUser { workspace_id } | Self::DeleteGroup { workspace_id } => workspace_id,
         }
     }
 
@@ -208,6 +246,15 @@ pub enum OnUnlink {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PlanOptions {
     pub on_unlink: OnUnlink,
+    /// When the Okta read began (epoch ms). Objects a SCIM client wrote after it are
+    /// left alone: the read cannot know of that write. The next read is the authority.
+    pub read_started_at: Option<i64>,
+}
+
+impl PlanOptions {
+    fn pushed_since_read(&self, pushed_at: Option<i64>) -> bool {
+        matches!((pushed_at, self.read_started_at), (Some(p), Some(r)) if p > r)
+    }
 }
 
 /// Operations in apply order: users first (so memberships can resolve them), then groups,
@@ -240,9 +287,21 @@ pub fn plan(desired: &DesiredState, current: &WorkspaceState, options: PlanOptio
         .iter()
         .filter_map(|u| u.okta_id.as_deref().map(|id| (id, u)))
         .collect();
-    let mut adoptable = Adoptable::new(&current.users);
+    let recent: Vec<WorkspaceUser> = current
+        .users
+        .iter()
+        .filter(|u| !options.pushed_since_read(u.pushed_at))
+        .cloned()
+        .collect();
+    let mut adoptable = Adoptable::new(&recent);
 
     for (okta_id, attributes) in &desired.users {
+        if managed
+            .get(okta_id.as_str())
+            .is_some_and(|u| options.pushed_since_read(u.pushed_at))
+        {
+            continue;
+        }
         match managed.get(okta_id.as_str()) {
             Some(user) if !user.active => ops.push(Operation::ReactivateUser {
                 okta_id: okta_id.clone(),
@@ -271,7 +330,10 @@ pub fn plan(desired: &DesiredState, current: &WorkspaceState, options: PlanOptio
         }
     }
     for (okta_id, user) in &managed {
-        if user.active && !desired.users.contains_key(*okta_id) {
+        if user.active
+            && !desired.users.contains_key(*okta_id)
+            && !options.pushed_since_read(user.pushed_at)
+        {
             let reason = match desired.excluded.get(*okta_id) {
                 Some(exclusion) => DeactivationReason::Excluded(exclusion.clone()),
                 None => DeactivationReason::Deleted,
@@ -313,6 +375,12 @@ fn plan_groups(
         .collect();
 
     for (okta_group_id, want) in &desired.groups {
+        if managed_groups
+            .get(okta_group_id.as_str())
+            .is_some_and(|g| options.pushed_since_read(g.pushed_at))
+        {
+            continue;
+        }
         let existing = match managed_groups.get(okta_group_id.as_str()) {
             Some(group) => {
                 if group.display_name != want.display_name {
@@ -374,7 +442,9 @@ fn plan_groups(
         }
     }
     for (okta_group_id, group) in &managed_groups {
-        if !desired.groups.contains_key(*okta_group_id) {
+        if !desired.groups.contains_key(*okta_group_id)
+            && !options.pushed_since_read(group.pushed_at)
+        {
             ops.push(Operation::UnlinkGroup {
                 okta_group_id: (*okta_group_id).to_owned(),
                 workspace_id: group.id.clone(),

@@ -30,7 +30,22 @@ pub trait OktaSource: Send + Sync {
 #[error("{message}")]
 pub struct TargetError {
     pub message: String,
-    pub retryable: bool,
+    pub kind: TargetErrorKind,
+}
+
+/// What went wrong with one operation, as far as the caller needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetErrorKind {
+    /// It may pass if retried (connection lost, busy database, 5xx).
+    Transient,
+    /// The object it addresses does not exist.
+    NotFound,
+    /// It would break a uniqueness rule (userName).
+    Conflict,
+    /// The object changed since the version the writer saw.
+    VersionMismatch,
+    /// The operation itself is invalid for the current state.
+    Invalid,
 }
 
 /// A workspace: the local store (`local`) or a downstream SCIM service provider (`scim`).
@@ -74,9 +89,10 @@ pub trait StateStore: Send + Sync {
     ) -> impl Future<Output = Result<i64, StateError>> + Send;
 
     /// Records every operation about to be applied as pending, in one transaction.
+    /// `cycle_id` is None for operations received over inbound SCIM.
     fn journal_pending(
         &self,
-        cycle_id: i64,
+        cycle_id: Option<i64>,
         workspace_id: &str,
         operations: &[Operation],
     ) -> impl Future<Output = Result<Vec<JournalEntryId>, StateError>> + Send;

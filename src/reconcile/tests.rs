@@ -122,6 +122,7 @@ fn unmanaged_users() -> impl Strategy<Value = Vec<WorkspaceUser>> {
                     ..UserAttributes::default()
                 },
                 active: true,
+                pushed_at: None,
             })
             .collect()
     })
@@ -202,7 +203,7 @@ proptest! {
     /// Applying a plan converges: planning again finds nothing, whatever the workspace held.
     #[test]
     fn applying_a_plan_converges(before in snapshots(), after in snapshots(), pre in unmanaged_users(), delete in any::<bool>()) {
-        let options = PlanOptions { on_unlink: if delete { OnUnlink::Delete } else { OnUnlink::Keep } };
+        let options = PlanOptions { on_unlink: if delete { OnUnlink::Delete } else { OnUnlink::Keep }, read_started_at: None };
         let p = policy(selector());
         let mut state = WorkspaceState { users: pre.clone(), groups: Vec::new() };
         let first = plan(&desired_state(&before, &p), &state, options);

@@ -5,6 +5,7 @@
 //! backend. The store owns the workspace state of the `local` target, the journal, cycles
 //! and held plans.
 
+pub mod scim;
 mod state;
 mod workspace;
 
@@ -24,9 +25,26 @@ pub enum StoreError {
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
-    Query(#[from] sqlx::Error),
+    Query(sqlx::Error),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    VersionMismatch(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(format!("uniqueness: {}", db.message()))
+            }
+            _ => StoreError::Query(e),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,7 +69,8 @@ pub struct Store {
     pool: Pool,
 }
 
-pub(crate) fn now_millis() -> i64 {
+/// The time in Unix epoch milliseconds, as the store records it.
+pub fn now_millis() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
         .unwrap_or(i64::MAX)
 }

@@ -129,7 +129,7 @@ impl StateStore for Store {
 
     async fn journal_pending(
         &self,
-        cycle_id: i64,
+        cycle_id: Option<i64>,
         workspace_id: &str,
         operations: &[Operation],
     ) -> Result<Vec<JournalEntryId>, StateError> {
@@ -139,8 +139,8 @@ impl StateStore for Store {
             let mut ids = Vec::with_capacity(operations.len());
             for (seq, op) in operations.iter().enumerate() {
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO journal (cycle_id, workspace_id, seq, op, okta_id, detail, status, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) RETURNING id",
+                    "INSERT INTO journal (cycle_id, source, workspace_id, seq, op, okta_id, detail, status, created_at) \
+                     VALUES ($1, $8, $2, $3, $4, $5, $6, 'pending', $7) RETURNING id",
                 )
                 .bind(cycle_id)
                 .bind(workspace_id)
@@ -149,6 +149,7 @@ impl StateStore for Store {
                 .bind(op.okta_id())
                 .bind(render::operation_json(op).to_string())
                 .bind(now)
+                .bind(if cycle_id.is_some() { "pull" } else { "scim" })
                 .fetch_one(&mut *tx)
                 .await?;
                 ids.push(id);

@@ -1,14 +1,16 @@
-//! Workspace objects in the store: loading a workspace's users, groups and memberships, and
-//! applying one plan operation to them, idempotently and in one transaction each. This is
-//! what the `local` target executes.
+//! Workspace objects in the store: loading a workspace for the engine, and applying one
+//! operation to it, idempotently and in one transaction each. This is what the `local`
+//! target executes. Each user and group is kept as its SCIM document; the columns the
+//! engine and the filters read are derived from the document on every write.
 
 use std::collections::BTreeMap;
 
-use sqlx::Row;
+use serde_json::Value;
 
 use super::{Store, StoreError, now_millis, on_pool};
 use crate::model::{UserAttributes, WorkspaceGroup, WorkspaceState, WorkspaceUser};
-use crate::reconcile::plan::Operation;
+use crate::reconcile::plan::{Operation, PushedObject};
+use crate::scim_wire;
 
 type UserRow = (
     String,
@@ -17,14 +19,25 @@ type UserRow = (
     String,
     Option<String>,
     Option<String>,
-    String,
+    Option<String>,
     Option<String>,
     bool,
+    Option<i64>,
 );
 
 fn user_from_row(row: UserRow) -> WorkspaceUser {
-    let (id, okta_id, external_id, user_name, given_name, family_name, display_name, email, active) =
-        row;
+    let (
+        id,
+        okta_id,
+        external_id,
+        user_name,
+        given_name,
+        family_name,
+        display_name,
+        email,
+        active,
+        pushed_at,
+    ) = row;
     WorkspaceUser {
         id,
         okta_id,
@@ -33,47 +46,180 @@ fn user_from_row(row: UserRow) -> WorkspaceUser {
             user_name,
             given_name,
             family_name,
-            display_name,
+            display_name: display_name.unwrap_or_default(),
             email,
         },
         active,
+        pushed_at,
     }
 }
 
-/// Binds a user's attributes in the column order every user query here uses:
-/// user_name, user_name_lower, given_name, family_name, display_name, email.
-trait BindAttributes: Sized {
-    fn bind_attributes(self, attributes: &UserAttributes) -> Self;
+const MANAGED_USER: &str =
+    "SELECT id, doc FROM workspace_users WHERE workspace_id = $1 AND okta_id = $2";
+const PUSHED_GROUP: &str =
+    "SELECT id, doc FROM workspace_groups WHERE workspace_id = $1 AND okta_group_id = $2";
+
+fn parse_doc(text: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Invalid(format!("stored document is not JSON: {e}")))
 }
 
-impl<'q, DB: sqlx::Database> BindAttributes
-    for sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
-where
-    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    fn bind_attributes(self, a: &UserAttributes) -> Self {
-        self.bind(a.user_name.clone())
-            .bind(a.user_name.to_lowercase())
-            .bind(a.given_name.clone())
-            .bind(a.family_name.clone())
-            .bind(a.display_name.clone())
-            .bind(a.email.clone())
-    }
+/// A user row to write: the document and the engine-side fields that are not in it.
+struct UserWrite<'a> {
+    id: &'a str,
+    okta_id: Option<&'a str>,
+    doc: &'a Value,
+    pushed: bool,
+}
+
+/// A group row to write.
+struct GroupWrite<'a> {
+    id: &'a str,
+    okta_group_id: Option<&'a str>,
+    doc: &'a Value,
+    pushed: bool,
+}
+
+/// The id and document of one row found by `$sql` (workspace id, key), or NotFound.
+macro_rules! find_doc {
+    ($tx:expr, $sql:expr, $ws:expr, $key:expr, $missing:expr) => {{
+        let row: Option<(String, String)> = sqlx::query_as($sql)
+            .bind($ws)
+            .bind($key)
+            .fetch_optional(&mut *$tx)
+            .await?;
+        match row {
+            Some((id, doc)) => Ok::<(String, Value), StoreError>((id, parse_doc(&doc)?)),
+            None => Err(StoreError::NotFound($missing)),
+        }
+    }};
+}
+
+/// Checks a SCIM write against what is stored: a create must be new; an update must find
+/// its object (at the expected version, when given). Evaluates to the Okta anchor to keep.
+macro_rules! check_push {
+    ($tx:expr, $ws:expr, $sql:expr, $p:expr) => {{
+        let p: &PushedObject = $p;
+        let row: Option<(Option<String>, i64)> = sqlx::query_as($sql)
+            .bind($ws)
+            .bind(p.workspace_id.as_str())
+            .fetch_optional(&mut *$tx)
+            .await?;
+        match (row, p.create) {
+            (Some(_), true) => Err(StoreError::Conflict(format!(
+                "{} already exists",
+                p.workspace_id
+            ))),
+            (None, true) => Ok(None),
+            (None, false) => Err(StoreError::NotFound(format!(
+                "no object {}",
+                p.workspace_id
+            ))),
+            (Some((anchor, version)), false) => match p.expected_version {
+                Some(expected) if expected != version => Err(StoreError::VersionMismatch(format!(
+                    "{} is at version {version}, not {expected}",
+                    p.workspace_id
+                ))),
+                _ => Ok(anchor),
+            },
+        }
+    }};
+}
+
+/// Inserts or updates a user (by id) with columns derived from its document.
+macro_rules! write_user {
+    ($tx:expr, $ws:expr, $w:expr, $now:expr) => {{
+        let w: &UserWrite<'_> = $w;
+        let (attributes, active, external_id) = scim_wire::user_columns(w.doc);
+        sqlx::query(
+            "INSERT INTO workspace_users (workspace_id, id, okta_id, external_id, user_name, user_name_lower, \
+             given_name, family_name, display_name, email, active, doc, pushed_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) \
+             ON CONFLICT (workspace_id, id) DO UPDATE SET okta_id = excluded.okta_id, external_id = excluded.external_id, \
+             user_name = excluded.user_name, user_name_lower = excluded.user_name_lower, given_name = excluded.given_name, \
+             family_name = excluded.family_name, display_name = excluded.display_name, email = excluded.email, \
+             active = excluded.active, doc = excluded.doc, \
+             pushed_at = COALESCE(excluded.pushed_at, workspace_users.pushed_at), \
+             version = workspace_users.version + 1, updated_at = excluded.updated_at",
+        )
+        .bind($ws)
+        .bind(w.id)
+        .bind(w.okta_id)
+        .bind(external_id)
+        .bind(attributes.user_name.clone())
+        .bind(attributes.user_name.to_lowercase())
+        .bind(attributes.given_name.clone())
+        .bind(attributes.family_name.clone())
+        .bind(Some(attributes.display_name.clone()).filter(|d| !d.is_empty()))
+        .bind(attributes.email.clone())
+        .bind(active)
+        .bind(w.doc.to_string())
+        .bind(w.pushed.then_some($now))
+        .bind($now)
+        .execute(&mut *$tx)
+        .await
+        .map_err(StoreError::from)
+    }};
+}
+
+/// Inserts or updates a group (by id) and replaces its member rows from its document.
+macro_rules! write_group {
+    ($tx:expr, $ws:expr, $w:expr, $now:expr) => {{
+        let w: &GroupWrite<'_> = $w;
+        let display_name = w.doc.get("displayName").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let external_id = w.doc.get("externalId").and_then(Value::as_str).map(str::to_owned);
+        sqlx::query(
+            "INSERT INTO workspace_groups (workspace_id, id, okta_group_id, external_id, display_name, doc, pushed_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+             ON CONFLICT (workspace_id, id) DO UPDATE SET okta_group_id = excluded.okta_group_id, \
+             external_id = excluded.external_id, display_name = excluded.display_name, doc = excluded.doc, \
+             pushed_at = COALESCE(excluded.pushed_at, workspace_groups.pushed_at), \
+             version = workspace_groups.version + 1, updated_at = excluded.updated_at",
+        )
+        .bind($ws)
+        .bind(w.id)
+        .bind(w.okta_group_id)
+        .bind(external_id)
+        .bind(display_name)
+        .bind(w.doc.to_string())
+        .bind(w.pushed.then_some($now))
+        .bind($now)
+        .execute(&mut *$tx)
+        .await
+        .map_err(StoreError::from)?;
+        sqlx::query("DELETE FROM workspace_group_members WHERE workspace_id = $1 AND group_id = $2")
+            .bind($ws)
+            .bind(w.id)
+            .execute(&mut *$tx)
+            .await
+            .map_err(StoreError::from)?;
+        for member in scim_wire::group_member_ids(w.doc) {
+            sqlx::query(
+                "INSERT INTO workspace_group_members (workspace_id, group_id, user_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind($ws)
+            .bind(w.id)
+            .bind(member)
+            .execute(&mut *$tx)
+            .await
+            .map_err(StoreError::from)?;
+        }
+        Ok::<(), StoreError>(())
+    }};
 }
 
 impl Store {
     pub async fn load_workspace(&self, workspace_id: &str) -> Result<WorkspaceState, StoreError> {
         let (users, groups, members) = on_pool!(self, pool => {
             let users: Vec<UserRow> = sqlx::query_as(
-                "SELECT id, okta_id, external_id, user_name, given_name, family_name, display_name, email, active \
+                "SELECT id, okta_id, external_id, user_name, given_name, family_name, display_name, email, active, pushed_at \
                  FROM workspace_users WHERE workspace_id = $1 ORDER BY id",
             )
             .bind(workspace_id)
             .fetch_all(pool)
             .await?;
-            let groups: Vec<(String, Option<String>, String)> = sqlx::query_as(
-                "SELECT id, okta_group_id, display_name FROM workspace_groups WHERE workspace_id = $1 ORDER BY id",
+            let groups: Vec<(String, Option<String>, String, Option<i64>)> = sqlx::query_as(
+                "SELECT id, okta_group_id, display_name, pushed_at FROM workspace_groups WHERE workspace_id = $1 ORDER BY id",
             )
             .bind(workspace_id)
             .fetch_all(pool)
@@ -94,22 +240,25 @@ impl Store {
             users: users.into_iter().map(user_from_row).collect(),
             groups: groups
                 .into_iter()
-                .map(|(id, okta_group_id, display_name)| WorkspaceGroup {
-                    members: by_group
-                        .remove(&id)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .collect(),
-                    id,
-                    okta_group_id,
-                    display_name,
-                })
+                .map(
+                    |(id, okta_group_id, display_name, pushed_at)| WorkspaceGroup {
+                        members: by_group
+                            .remove(&id)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .collect(),
+                        id,
+                        okta_group_id,
+                        display_name,
+                        pushed_at,
+                    },
+                )
                 .collect(),
         })
     }
 
     /// Inserts an unmanaged user (one oktasync neither created nor adopted), as an operator
-    /// or another provisioning client would have. Used by tests and the SCIM endpoint.
+    /// or another provisioning client would have. Used by tests.
     pub async fn insert_unmanaged_user(
         &self,
         workspace_id: &str,
@@ -117,217 +266,145 @@ impl Store {
         attributes: &UserAttributes,
     ) -> Result<String, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
+        let doc = scim_wire::merge_user(None, attributes, true, external_id);
         let now = now_millis();
-        on_pool!(self, pool => sqlx::query(
-            "INSERT INTO workspace_users (workspace_id, id, okta_id, external_id, user_name, user_name_lower, \
-             given_name, family_name, display_name, email, active, created_at, updated_at) \
-             VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, TRUE, $10, $10)",
-        )
-        .bind(workspace_id)
-        .bind(&id)
-        .bind(external_id)
-        .bind_attributes(attributes)
-        .bind(now)
-        .execute(pool)
-        .await.map(|_| ()))?;
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let w = UserWrite { id: &id, okta_id: None, doc: &doc, pushed: false };
+            write_user!(tx, workspace_id, &w, now)?;
+            tx.commit().await?;
+        });
         Ok(id)
     }
 
     /// Applies one operation to the workspace held in the store. Idempotent: replaying an
     /// operation that already took effect changes nothing.
-    pub async fn apply_operation(
-        &self,
-        workspace_id: &str,
-        operation: &Operation,
-    ) -> Result<(), StoreError> {
+    pub async fn apply_operation(&self, ws: &str, operation: &Operation) -> Result<(), StoreError> {
         let now = now_millis();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             match operation {
                 Operation::CreateUser { okta_id, attributes } => {
-                    sqlx::query(
-                        "INSERT INTO workspace_users (workspace_id, id, okta_id, external_id, user_name, user_name_lower, \
-                         given_name, family_name, display_name, email, active, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, TRUE, $10, $10) \
-                         ON CONFLICT (workspace_id, okta_id) WHERE okta_id IS NOT NULL DO UPDATE SET \
-                         user_name = excluded.user_name, user_name_lower = excluded.user_name_lower, \
-                         given_name = excluded.given_name, family_name = excluded.family_name, \
-                         display_name = excluded.display_name, email = excluded.email, active = TRUE, \
-                         version = workspace_users.version + 1, updated_at = excluded.updated_at",
+                    let existing: Option<(String, String)> = sqlx::query_as(
+                        "SELECT id, doc FROM workspace_users WHERE workspace_id = $1 AND okta_id = $2",
                     )
-                    .bind(workspace_id)
-                    .bind(uuid::Uuid::new_v4().to_string())
+                    .bind(ws)
                     .bind(okta_id)
-                    .bind_attributes(attributes)
-                    .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
+                    let (id, old) = match existing {
+                        Some((id, doc)) => (id, Some(parse_doc(&doc)?)),
+                        None => (uuid::Uuid::new_v4().to_string(), None),
+                    };
+                    let doc = scim_wire::merge_user(old.as_ref(), attributes, true, Some(okta_id));
+                    write_user!(tx, ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: false }, now)?;
                 }
                 Operation::AdoptUser { okta_id, workspace_id: object_id, attributes, .. } => {
-                    let done = sqlx::query(
-                        "UPDATE workspace_users SET okta_id = $3, external_id = $3, user_name = $4, user_name_lower = $5, \
-                         given_name = $6, family_name = $7, display_name = $8, email = $9, active = TRUE, \
-                         version = version + 1, updated_at = $10 \
-                         WHERE workspace_id = $1 AND id = $2 AND (okta_id IS NULL OR okta_id = $3)",
+                    let old: Option<(String,)> = sqlx::query_as(
+                        "SELECT doc FROM workspace_users WHERE workspace_id = $1 AND id = $2 AND (okta_id IS NULL OR okta_id = $3)",
                     )
-                    .bind(workspace_id)
+                    .bind(ws)
                     .bind(object_id)
                     .bind(okta_id)
-                    .bind_attributes(attributes)
-                    .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::Invalid(format!(
+                    let Some((old,)) = old else {
+                        return Err(StoreError::NotFound(format!(
                             "user {object_id} to adopt is gone or managed by another Okta user"
                         )));
-                    }
+                    };
+                    let doc = scim_wire::merge_user(Some(&parse_doc(&old)?), attributes, true, Some(okta_id));
+                    write_user!(tx, ws, &UserWrite { id: object_id, okta_id: Some(okta_id), doc: &doc, pushed: false }, now)?;
                 }
                 Operation::UpdateUser { okta_id, to: attributes, .. }
                 | Operation::ReactivateUser { okta_id, attributes, .. } => {
-                    let done = sqlx::query(
-                        "UPDATE workspace_users SET user_name = $3, user_name_lower = $4, given_name = $5, \
-                         family_name = $6, display_name = $7, email = $8, active = TRUE, \
-                         version = version + 1, updated_at = $9 WHERE workspace_id = $1 AND okta_id = $2",
-                    )
-                    .bind(workspace_id)
-                    .bind(okta_id)
-                    .bind_attributes(attributes)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::Invalid(format!("no managed user for Okta user {okta_id}")));
-                    }
+                    let (id, old) = find_doc!(tx, MANAGED_USER, ws, okta_id, format!("no managed user for Okta user {okta_id}"))?;
+                    let doc = scim_wire::merge_user(Some(&old), attributes, true, Some(okta_id));
+                    write_user!(tx, ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: false }, now)?;
                 }
                 Operation::DeactivateUser { okta_id, .. } => {
-                    sqlx::query(
-                        "UPDATE workspace_users SET active = FALSE, version = version + 1, updated_at = $3 \
-                         WHERE workspace_id = $1 AND okta_id = $2 AND active",
-                    )
-                    .bind(workspace_id)
-                    .bind(okta_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    let (id, mut doc) = find_doc!(tx, MANAGED_USER, ws, okta_id, format!("no managed user for Okta user {okta_id}"))?;
+                    if let Some(obj) = doc.as_object_mut() {
+                        obj.insert("active".into(), Value::Bool(false));
+                    }
+                    write_user!(tx, ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: false }, now)?;
                 }
                 Operation::CreateGroup { okta_group_id, display_name, adopt } => {
-                    match adopt {
-                        Some(object_id) => {
-                            sqlx::query(
-                                "UPDATE workspace_groups SET okta_group_id = $3, version = version + 1, updated_at = $4 \
-                                 WHERE workspace_id = $1 AND id = $2 AND (okta_group_id IS NULL OR okta_group_id = $3)",
-                            )
-                            .bind(workspace_id)
-                            .bind(object_id)
-                            .bind(okta_group_id)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
+                    let existing = match adopt {
+                        Some(object_id) => sqlx::query_as::<_, (String, String)>(
+                            "SELECT id, doc FROM workspace_groups WHERE workspace_id = $1 AND id = $2 AND (okta_group_id IS NULL OR okta_group_id = $3)",
+                        )
+                        .bind(ws)
+                        .bind(object_id)
+                        .bind(okta_group_id)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                        None => sqlx::query_as::<_, (String, String)>(
+                            "SELECT id, doc FROM workspace_groups WHERE workspace_id = $1 AND okta_group_id = $2",
+                        )
+                        .bind(ws)
+                        .bind(okta_group_id)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                    };
+                    let (id, old) = match (existing, adopt) {
+                        (Some((id, doc)), _) => (id, Some(parse_doc(&doc)?)),
+                        (None, Some(object_id)) => {
+                            return Err(StoreError::NotFound(format!("group {object_id} to link is gone or linked elsewhere")));
                         }
-                        None => {
-                            sqlx::query(
-                                "INSERT INTO workspace_groups (workspace_id, id, okta_group_id, display_name, created_at, updated_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $5) \
-                                 ON CONFLICT (workspace_id, okta_group_id) WHERE okta_group_id IS NOT NULL DO NOTHING",
-                            )
-                            .bind(workspace_id)
-                            .bind(uuid::Uuid::new_v4().to_string())
-                            .bind(okta_group_id)
-                            .bind(display_name)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                    }
+                        (None, None) => (uuid::Uuid::new_v4().to_string(), None),
+                    };
+                    // Linking keeps the workspace group's name until a rename says otherwise.
+                    let name = match (&old, adopt) {
+                        (Some(doc), Some(_)) => doc.get("displayName").and_then(Value::as_str).unwrap_or(display_name).to_owned(),
+                        _ => display_name.clone(),
+                    };
+                    let doc = scim_wire::merge_group(old.as_ref(), &name);
+                    write_group!(tx, ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, now)?;
                 }
                 Operation::RenameGroup { okta_group_id, to, .. } => {
-                    sqlx::query(
-                        "UPDATE workspace_groups SET display_name = $3, version = version + 1, updated_at = $4 \
-                         WHERE workspace_id = $1 AND okta_group_id = $2",
-                    )
-                    .bind(workspace_id)
-                    .bind(okta_group_id)
-                    .bind(to)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    let (id, old) = find_doc!(tx, PUSHED_GROUP, ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
+                    let doc = scim_wire::merge_group(Some(&old), to);
+                    write_group!(tx, ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, now)?;
                 }
                 Operation::AddMembers { okta_group_id, members } => {
-                    let group: Option<String> = sqlx::query(
-                        "SELECT id FROM workspace_groups WHERE workspace_id = $1 AND okta_group_id = $2",
-                    )
-                    .bind(workspace_id)
-                    .bind(okta_group_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|row| row.get(0));
-                    let Some(group) = group else {
-                        return Err(StoreError::Invalid(format!("pushed group {okta_group_id} does not exist")));
-                    };
+                    let (id, old) = find_doc!(tx, PUSHED_GROUP, ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
+                    let mut add = Vec::new();
                     let mut missing = Vec::new();
                     for okta_id in members {
-                        let added = sqlx::query(
-                            "INSERT INTO workspace_group_members (workspace_id, group_id, user_id) \
-                             SELECT $1, $2, id FROM workspace_users WHERE workspace_id = $1 AND okta_id = $3 \
-                             ON CONFLICT DO NOTHING",
+                        let found: Option<(String,)> = sqlx::query_as(
+                            "SELECT id FROM workspace_users WHERE workspace_id = $1 AND okta_id = $2",
                         )
-                        .bind(workspace_id)
-                        .bind(&group)
+                        .bind(ws)
                         .bind(okta_id)
-                        .execute(&mut *tx)
+                        .fetch_optional(&mut *tx)
                         .await?;
-                        if added.rows_affected() == 0 {
-                            let known: i64 = sqlx::query_scalar(
-                                "SELECT COUNT(*) FROM workspace_users WHERE workspace_id = $1 AND okta_id = $2",
-                            )
-                            .bind(workspace_id)
-                            .bind(okta_id)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                            if known == 0 {
-                                missing.push(okta_id.clone());
-                            }
+                        match found {
+                            Some((user,)) => add.push(user),
+                            None => missing.push(okta_id.clone()),
                         }
                     }
+                    let doc = scim_wire::change_group_members(&old, &add, &[]);
+                    write_group!(tx, ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, now)?;
                     if !missing.is_empty() {
                         // Keep the members that exist; the missing ones come back next cycle.
                         tx.commit().await?;
-                        return Err(StoreError::Invalid(format!(
+                        return Err(StoreError::NotFound(format!(
                             "members not in the workspace yet: {}",
                             missing.join(", ")
                         )));
                     }
-                    sqlx::query("UPDATE workspace_groups SET version = version + 1, updated_at = $3 WHERE workspace_id = $1 AND id = $2")
-                        .bind(workspace_id)
-                        .bind(&group)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
                 }
                 Operation::RemoveMembers { okta_group_id, members } => {
-                    for member in members {
-                        sqlx::query(
-                            "DELETE FROM workspace_group_members WHERE workspace_id = $1 AND user_id = $3 AND group_id = \
-                             (SELECT id FROM workspace_groups WHERE workspace_id = $1 AND okta_group_id = $2)",
-                        )
-                        .bind(workspace_id)
-                        .bind(okta_group_id)
-                        .bind(&member.workspace_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    sqlx::query("UPDATE workspace_groups SET version = version + 1, updated_at = $3 WHERE workspace_id = $1 AND okta_group_id = $2")
-                        .bind(workspace_id)
-                        .bind(okta_group_id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                    let (id, old) = find_doc!(tx, PUSHED_GROUP, ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
+                    let remove: Vec<String> = members.iter().map(|m| m.workspace_id.clone()).collect();
+                    let doc = scim_wire::change_group_members(&old, &[], &remove);
+                    write_group!(tx, ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, now)?;
                 }
                 Operation::UnlinkGroup { okta_group_id, delete, .. } => {
                     if *delete {
                         sqlx::query("DELETE FROM workspace_groups WHERE workspace_id = $1 AND okta_group_id = $2")
-                            .bind(workspace_id)
+                            .bind(ws)
                             .bind(okta_group_id)
                             .execute(&mut *tx)
                             .await?;
@@ -336,11 +413,53 @@ impl Store {
                             "UPDATE workspace_groups SET okta_group_id = NULL, version = version + 1, updated_at = $3 \
                              WHERE workspace_id = $1 AND okta_group_id = $2",
                         )
-                        .bind(workspace_id)
+                        .bind(ws)
                         .bind(okta_group_id)
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
+                    }
+                }
+                Operation::PushUser(p) => {
+                    let okta_id = check_push!(tx, ws, "SELECT okta_id, version FROM workspace_users WHERE workspace_id = $1 AND id = $2", p)?;
+                    let doc = parse_doc(&p.document)?;
+                    write_user!(tx, ws, &UserWrite { id: &p.workspace_id, okta_id: okta_id.as_deref(), doc: &doc, pushed: true }, now)?;
+                }
+                Operation::PushGroup(p) => {
+                    let okta_group_id = check_push!(tx, ws, "SELECT okta_group_id, version FROM workspace_groups WHERE workspace_id = $1 AND id = $2", p)?;
+                    let doc = parse_doc(&p.document)?;
+                    write_group!(tx, ws, &GroupWrite { id: &p.workspace_id, okta_group_id: okta_group_id.as_deref(), doc: &doc, pushed: true }, now)?;
+                }
+                Operation::DeleteUser { workspace_id: id } => {
+                    let groups: Vec<(String, Option<String>, String)> = sqlx::query_as(
+                        "SELECT g.id, g.okta_group_id, g.doc FROM workspace_groups g JOIN workspace_group_members m \
+                         ON m.workspace_id = g.workspace_id AND m.group_id = g.id WHERE g.workspace_id = $1 AND m.user_id = $2",
+                    )
+                    .bind(ws)
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for (group_id, okta_group_id, doc) in groups {
+                        let doc = scim_wire::change_group_members(&parse_doc(&doc)?, &[], std::slice::from_ref(id));
+                        write_group!(tx, ws, &GroupWrite { id: &group_id, okta_group_id: okta_group_id.as_deref(), doc: &doc, pushed: true }, now)?;
+                    }
+                    let done = sqlx::query("DELETE FROM workspace_users WHERE workspace_id = $1 AND id = $2")
+                        .bind(ws)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound(format!("no user {id}")));
+                    }
+                }
+                Operation::DeleteGroup { workspace_id: id } => {
+                    let done = sqlx::query("DELETE FROM workspace_groups WHERE workspace_id = $1 AND id = $2")
+                        .bind(ws)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound(format!("no group {id}")));
                     }
                 }
             }

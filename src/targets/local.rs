@@ -2,7 +2,7 @@
 
 use crate::model::WorkspaceState;
 use crate::reconcile::plan::Operation;
-use crate::reconcile::ports::{TargetError, WorkspaceTarget};
+use crate::reconcile::ports::{TargetError, TargetErrorKind, WorkspaceTarget};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -17,10 +17,18 @@ impl LocalTarget {
 }
 
 fn target_error(e: StoreError) -> TargetError {
-    let retryable = matches!(e, StoreError::Query(_) | StoreError::Connect(_));
+    let kind = match e {
+        StoreError::Query(_) | StoreError::Connect(_) => TargetErrorKind::Transient,
+        StoreError::NotFound(_) => TargetErrorKind::NotFound,
+        StoreError::Conflict(_) => TargetErrorKind::Conflict,
+        StoreError::VersionMismatch(_) => TargetErrorKind::VersionMismatch,
+        StoreError::Url(_) | StoreError::Migrate(_) | StoreError::Invalid(_) => {
+            TargetErrorKind::Invalid
+        }
+    };
     TargetError {
         message: e.to_string(),
-        retryable,
+        kind,
     }
 }
 

@@ -138,7 +138,7 @@ async fn conformance(backend: Backend) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let ids = store
-        .journal_pending(cycle, "ws", &[create.clone(), add.clone()])
+        .journal_pending(Some(cycle), "ws", &[create.clone(), add.clone()])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     store

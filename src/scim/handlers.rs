@@ -1,0 +1,532 @@
+//! The resource handlers for `/Users` and `/Groups`: list with filter and paging, get,
+//! create, replace, patch and delete. Writes are validated against the schema, turned
+//! into one engine operation and applied through `reconcile::apply`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::render::{self, Projection, json_response, parse_etag};
+use super::{MAX_BODY_BYTES, MAX_PAGE, ScimResponseError, ScimState};
+use crate::reconcile::apply::apply;
+use crate::reconcile::plan::{Operation, PushedObject};
+use crate::reconcile::ports::TargetErrorKind;
+use crate::scim_wire::{ResourceType, ScimError, normalize, user_columns};
+
+type Result<T> = std::result::Result<T, ScimResponseError>;
+type Params = Query<HashMap<String, String>>;
+
+fn store_error(e: impl std::fmt::Display) -> ScimResponseError {
+    tracing::error!(error = %e, "SCIM request failed in the store");
+    ScimError::new(500, None, "internal error; see the server log").into()
+}
+
+fn body_json(body: std::result::Result<Bytes, BytesRejection>) -> Result<Value> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ScimError::new(
+                413,
+                None,
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ScimError::invalid_syntax(format!("cannot read the body: {e}"))
+        }
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ScimError::invalid_syntax(format!("the body is not valid JSON: {e}")).into())
+}
+
+fn if_match(headers: &HeaderMap) -> Option<i64> {
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.trim() != "*")
+        .and_then(parse_etag)
+}
+
+async fn fetch(
+    state: &ScimState,
+    rt: ResourceType,
+    ws: &str,
+    id: &str,
+) -> Result<crate::store::scim::StoredResource> {
+    state
+        .store
+        .scim_get(rt, ws, id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", rt.name())).into())
+}
+
+async fn list(
+    state: Arc<ScimState>,
+    rt: ResourceType,
+    ws: String,
+    params: HashMap<String, String>,
+) -> Result<Response> {
+    let int = |name: &str, default: i64| -> Result<i64> {
+        match params.get(name) {
+            None => Ok(default),
+            Some(v) => v.trim().parse::<i64>().map_err(|_| {
+                ScimError::invalid_value(format!("{name} must be an integer, got {v:?}")).into()
+            }),
+        }
+    };
+    let start_index = int("startIndex", 1)?.max(1);
+    let count = int("count", 100)?.clamp(0, MAX_PAGE);
+    let filter = match params
+        .get("filter")
+        .map(|f| f.trim())
+        .filter(|f| !f.is_empty())
+    {
+        Some(raw) => Some(super::filter::to_sql(
+            raw,
+            rt,
+            "r",
+            state.store.dialect(),
+            2,
+        )?),
+        None => None,
+    };
+    let (total, resources) = state
+        .store
+        .scim_list(rt, &ws, filter.as_ref(), start_index - 1, count)
+        .await
+        .map_err(store_error)?;
+    let projection = Projection::parse(
+        params.get("attributes").map(String::as_str),
+        params.get("excludedAttributes").map(String::as_str),
+    );
+    let items = resources
+        .iter()
+        .map(|r| projection.apply(rt, render::resource(rt, &ws, r)))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &render::list(total, start_index, items),
+        None,
+    ))
+}
+
+/// `POST /.search` at the root: every resource type, users first, paged together.
+pub async fn search_all(
+    State(state): State<Arc<ScimState>>,
+    Path(ws): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let params = search_params(body_json(body)?)?;
+    let int = |name: &str, default: i64| {
+        params
+            .get(name)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(default)
+    };
+    let start_index = int("startIndex", 1).max(1);
+    let count = int("count", 100).clamp(0, MAX_PAGE);
+    let raw = params
+        .get("filter")
+        .map(|f| f.trim())
+        .filter(|f| !f.is_empty());
+    let projection = Projection::parse(
+        params.get("attributes").map(String::as_str),
+        params.get("excludedAttributes").map(String::as_str),
+    );
+    let mut total = 0;
+    let mut items = Vec::new();
+    let mut last_error = None;
+    let mut skip = start_index - 1;
+    for rt in [ResourceType::User, ResourceType::Group] {
+        let filter = match raw.map(|f| super::filter::to_sql(f, rt, "r", state.store.dialect(), 2))
+        {
+            Some(Err(e)) => {
+                // An attribute of the other type only: this type matches nothing.
+                last_error = Some(e);
+                continue;
+            }
+            Some(Ok(f)) => Some(f),
+            None => None,
+        };
+        let want = count - items.len() as i64;
+        let (n, resources) = state
+            .store
+            .scim_list(rt, &ws, filter.as_ref(), skip, want.max(0))
+            .await
+            .map_err(store_error)?;
+        total += n;
+        skip = (skip - n).max(0);
+        items.extend(
+            resources
+                .iter()
+                .map(|r| projection.apply(rt, render::resource(rt, &ws, r))),
+        );
+    }
+    if let (Some(e), 0) = (last_error, total) {
+        return Err(e.into());
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &render::list(total, start_index, items),
+        None,
+    ))
+}
+
+fn search_params(body: Value) -> Result<HashMap<String, String>> {
+    let schemas = body.get("schemas").and_then(Value::as_array);
+    if !schemas.is_some_and(|s| {
+        s.iter()
+            .any(|u| u == "urn:ietf:params:scim:api:messages:2.0:SearchRequest")
+    }) {
+        return Err(ScimError::invalid_syntax("a search body must list urn:ietf:params:scim:api:messages:2.0:SearchRequest in schemas").into());
+    }
+    let mut params = HashMap::new();
+    for key in [
+        "filter",
+        "startIndex",
+        "count",
+        "attributes",
+        "excludedAttributes",
+    ] {
+        match body.get(key) {
+            Some(Value::String(s)) => {
+                params.insert(key.to_owned(), s.clone());
+            }
+            Some(Value::Number(n)) => {
+                params.insert(key.to_owned(), n.to_string());
+            }
+            Some(Value::Array(items)) => {
+                let joined: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+                params.insert(key.to_owned(), joined.join(","));
+            }
+            Some(Value::Null) | None => {}
+            Some(other) => {
+                return Err(ScimError::invalid_value(format!("{key} cannot be {other}")).into());
+            }
+        }
+    }
+    Ok(params)
+}
+
+/// `POST /Users/.search` (RFC 7644 §3.4.3): the query parameters in a body.
+async fn search(
+    state: Arc<ScimState>,
+    rt: ResourceType,
+    ws: String,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let params = search_params(body_json(body)?)?;
+    list(state, rt, ws, params).await
+}
+
+async fn get_one(
+    state: Arc<ScimState>,
+    rt: ResourceType,
+    ws: String,
+    id: String,
+    params: HashMap<String, String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let stored = fetch(&state, rt, &ws, &id).await?;
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_etag)
+        == Some(stored.version)
+    {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let projection = Projection::parse(
+        params.get("attributes").map(String::as_str),
+        params.get("excludedAttributes").map(String::as_str),
+    );
+    let body = projection.apply(rt, render::resource(rt, &ws, &stored));
+    Ok(json_response(StatusCode::OK, &body, Some(stored.version)))
+}
+
+/// Applies one write through the engine and answers with the stored result.
+async fn write(
+    state: &ScimState,
+    rt: ResourceType,
+    ws: &str,
+    operation: Operation,
+    status: StatusCode,
+) -> Result<Response> {
+    let id = match &operation {
+        Operation::PushUser(p) | Operation::PushGroup(p) => p.workspace_id.clone(),
+        _ => String::new(),
+    };
+    let outcome = apply(
+        &state.target,
+        &state.store,
+        None,
+        ws,
+        vec![operation],
+        &|_, _| {},
+    )
+    .await
+    .map_err(store_error)?;
+    if let Some((_, message)) = outcome.failed.first() {
+        return Err(target_error(rt, message).into());
+    }
+    let stored = fetch(state, rt, ws, &id).await?;
+    let body = render::resource(rt, ws, &stored);
+    let mut response = json_response(status, &body, Some(stored.version));
+    if status == StatusCode::CREATED
+        && let Some(location) = body
+            .pointer("/meta/location")
+            .and_then(Value::as_str)
+            .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// The engine reports a failed operation by message; the kind is recovered from the
+/// store's wording.
+fn target_error(rt: ResourceType, message: &str) -> ScimError {
+    let kind = classify(message);
+    match kind {
+        TargetErrorKind::Conflict if rt == ResourceType::User => {
+            ScimError::uniqueness("a user with this userName already exists")
+        }
+        TargetErrorKind::Conflict => ScimError::uniqueness(message.to_owned()),
+        TargetErrorKind::NotFound => ScimError::not_found(message.to_owned()),
+        TargetErrorKind::VersionMismatch => {
+            ScimError::new(412, None, format!("precondition failed: {message}"))
+        }
+        TargetErrorKind::Invalid => ScimError::invalid_value(message.to_owned()),
+        TargetErrorKind::Transient => ScimError::new(503, None, "the store is busy; retry"),
+    }
+}
+
+fn classify(message: &str) -> TargetErrorKind {
+    if message.starts_with("uniqueness") || message.contains("already exists") {
+        TargetErrorKind::Conflict
+    } else if message.starts_with("no ") || message.contains("not found") {
+        TargetErrorKind::NotFound
+    } else if message.contains(" is at version ") {
+        TargetErrorKind::VersionMismatch
+    } else if message.starts_with("database error") || message.starts_with("cannot open") {
+        TargetErrorKind::Transient
+    } else {
+        TargetErrorKind::Invalid
+    }
+}
+
+fn pushed(
+    rt: ResourceType,
+    id: String,
+    doc: &Value,
+    create: bool,
+    expected_version: Option<i64>,
+) -> Operation {
+    let object = PushedObject {
+        workspace_id: id,
+        external_id: match rt {
+            ResourceType::User => user_columns(doc).2,
+            ResourceType::Group => doc
+                .get("externalId")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        },
+        document: doc.to_string(),
+        create,
+        expected_version,
+    };
+    match rt {
+        ResourceType::User => Operation::PushUser(object),
+        ResourceType::Group => Operation::PushGroup(object),
+    }
+}
+
+async fn create(
+    state: Arc<ScimState>,
+    rt: ResourceType,
+    ws: String,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let doc = normalize(rt, &body_json(body)?)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    write(
+        &state,
+        rt,
+        &ws,
+        pushed(rt, id, &doc, true, None),
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+async fn replace(
+    state: Arc<ScimState>,
+    rt: ResourceType,
+    ws: String,
+    id: String,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let input = body_json(body)?;
+    let current = fetch(&state, rt, &ws, &id).await?;
+    if let Some(given) = input.get("id").and_then(Value::as_str)
+        && given != id
+    {
+        return Err(ScimError::mutability(format!("id is {id}, not {given}")).into());
+    }
+    let doc = normalize(rt, &input)?;
+    let expected = if_match(&headers).or(Some(current.version));
+    write(
+        &state,
+        rt,
+        &ws,
+        pushed(rt, id, &doc, false, expected),
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn patch(
+    state: Arc<ScimState>,
+    rt: ResourceType,
+    ws: String,
+    id: String,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let input = body_json(body)?;
+    let current = fetch(&state, rt, &ws, &id).await?;
+    let patched = super::patch::apply_patch(rt, &current.doc, &input)?;
+    let doc = normalize(rt, &patched)?;
+    // Okta expects 200 with the resource, not 204.
+    let expected = if_match(&headers).or(Some(current.version));
+    write(
+        &state,
+        rt,
+        &ws,
+        pushed(rt, id, &doc, false, expected),
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn delete(
+    state: Arc<ScimState>,
+    rt: ResourceType,
+    ws: String,
+    id: String,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let current = fetch(&state, rt, &ws, &id).await?;
+    if let Some(expected) = if_match(&headers)
+        && expected != current.version
+    {
+        return Err(ScimError::new(
+            412,
+            None,
+            format!("{id} is at version {}, not {expected}", current.version),
+        )
+        .into());
+    }
+    let operation = match rt {
+        ResourceType::User => Operation::DeleteUser { workspace_id: id },
+        ResourceType::Group => Operation::DeleteGroup { workspace_id: id },
+    };
+    let outcome = apply(
+        &state.target,
+        &state.store,
+        None,
+        &ws,
+        vec![operation],
+        &|_, _| {},
+    )
+    .await
+    .map_err(store_error)?;
+    if let Some((_, message)) = outcome.failed.first() {
+        return Err(target_error(rt, message).into());
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+macro_rules! handlers {
+    ($rt:expr, $list:ident, $search:ident, $get:ident, $create:ident, $replace:ident, $patch:ident, $delete:ident) => {
+        pub async fn $list(
+            State(s): State<Arc<ScimState>>,
+            Path(ws): Path<String>,
+            Query(p): Params,
+        ) -> Result<Response> {
+            list(s, $rt, ws, p).await
+        }
+        pub async fn $search(
+            State(s): State<Arc<ScimState>>,
+            Path(ws): Path<String>,
+            body: std::result::Result<Bytes, BytesRejection>,
+        ) -> Result<Response> {
+            search(s, $rt, ws, body).await
+        }
+        pub async fn $get(
+            State(s): State<Arc<ScimState>>,
+            Path((ws, id)): Path<(String, String)>,
+            Query(p): Params,
+            h: HeaderMap,
+        ) -> Result<Response> {
+            get_one(s, $rt, ws, id, p, h).await
+        }
+        pub async fn $create(
+            State(s): State<Arc<ScimState>>,
+            Path(ws): Path<String>,
+            body: std::result::Result<Bytes, BytesRejection>,
+        ) -> Result<Response> {
+            create(s, $rt, ws, body).await
+        }
+        pub async fn $replace(
+            State(s): State<Arc<ScimState>>,
+            Path((ws, id)): Path<(String, String)>,
+            h: HeaderMap,
+            body: std::result::Result<Bytes, BytesRejection>,
+        ) -> Result<Response> {
+            replace(s, $rt, ws, id, h, body).await
+        }
+        pub async fn $patch(
+            State(s): State<Arc<ScimState>>,
+            Path((ws, id)): Path<(String, String)>,
+            h: HeaderMap,
+            body: std::result::Result<Bytes, BytesRejection>,
+        ) -> Result<Response> {
+            patch(s, $rt, ws, id, h, body).await
+        }
+        pub async fn $delete(
+            State(s): State<Arc<ScimState>>,
+            Path((ws, id)): Path<(String, String)>,
+            h: HeaderMap,
+        ) -> Result<Response> {
+            delete(s, $rt, ws, id, h).await
+        }
+    };
+}
+
+handlers!(
+    ResourceType::User,
+    list_users,
+    search_users,
+    get_user,
+    create_user,
+    replace_user,
+    patch_user,
+    delete_user
+);
+handlers!(
+    ResourceType::Group,
+    list_groups,
+    search_groups,
+    get_group,
+    create_group,
+    replace_group,
+    patch_group,
+    delete_group
+);

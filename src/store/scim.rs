@@ -1,0 +1,146 @@
+//! Reads for the inbound SCIM endpoint: one resource by id, and filtered, paged listings.
+//! Filters arrive as a parameterised SQL condition built by `scim::filter`; values never
+//! reach the SQL text.
+
+use serde_json::Value;
+
+use super::{Pool, Store, StoreError, on_pool};
+use crate::scim_wire::ResourceType;
+
+/// A bind parameter of a filter's SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+}
+
+/// The SQL dialect of the store (only substring search differs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A condition over the table aliased `r`, with placeholders numbered from `$2`
+/// (`$1` is the workspace id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlFilter {
+    pub condition: String,
+    pub params: Vec<Param>,
+}
+
+/// A stored resource: its document (without id and meta) and what meta is built from.
+#[derive(Debug, Clone)]
+pub struct StoredResource {
+    pub id: String,
+    pub doc: Value,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+type Row = (String, String, i64, i64, i64);
+
+fn table(rt: ResourceType) -> &'static str {
+    match rt {
+        ResourceType::User => "workspace_users",
+        ResourceType::Group => "workspace_groups",
+    }
+}
+
+fn to_resource(row: Row) -> Result<StoredResource, StoreError> {
+    let (id, doc, version, created_at, updated_at) = row;
+    let doc = serde_json::from_str(&doc)
+        .map_err(|e| StoreError::Invalid(format!("stored document of {id} is not JSON: {e}")))?;
+    Ok(StoredResource {
+        id,
+        doc,
+        version,
+        created_at,
+        updated_at,
+    })
+}
+
+impl Store {
+    pub fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    pub async fn scim_get(
+        &self,
+        rt: ResourceType,
+        workspace_id: &str,
+        id: &str,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let sql = format!(
+            "SELECT id, doc, version, created_at, updated_at FROM {} WHERE workspace_id = $1 AND id = $2",
+            table(rt)
+        );
+        let row: Option<Row> = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(workspace_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?);
+        row.map(to_resource).transpose()
+    }
+
+    /// One page of resources matching `filter`, in a stable order (by id), and the total.
+    pub async fn scim_list(
+        &self,
+        rt: ResourceType,
+        workspace_id: &str,
+        filter: Option<&SqlFilter>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<StoredResource>), StoreError> {
+        let condition = filter
+            .map(|f| format!(" AND ({})", f.condition))
+            .unwrap_or_default();
+        let n = filter.map(|f| f.params.len()).unwrap_or(0);
+        // The table name and the condition are ours; every value is a bound parameter.
+        let count_sql = format!(
+            "SELECT COUNT(*) FROM {} r WHERE r.workspace_id = $1{condition}",
+            table(rt)
+        );
+        let page_sql = format!(
+            "SELECT r.id, r.doc, r.version, r.created_at, r.updated_at FROM {} r WHERE r.workspace_id = $1{condition} \
+             ORDER BY r.id LIMIT ${} OFFSET ${}",
+            table(rt),
+            n + 2,
+            n + 3
+        );
+        let params = filter.map(|f| f.params.clone()).unwrap_or_default();
+        let (total, rows): (i64, Vec<Row>) = on_pool!(self, pool => {
+            let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql)).bind(workspace_id);
+            let mut page = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(page_sql)).bind(workspace_id);
+            for p in &params {
+                match p {
+                    Param::Text(s) => {
+                        count = count.bind(s.clone());
+                        page = page.bind(s.clone());
+                    }
+                    Param::Int(i) => {
+                        count = count.bind(*i);
+                        page = page.bind(*i);
+                    }
+                    Param::Bool(b) => {
+                        count = count.bind(*b);
+                        page = page.bind(*b);
+                    }
+                }
+            }
+            let total = count.fetch_one(pool).await?;
+            let rows = if limit > 0 { page.bind(limit).bind(offset).fetch_all(pool).await? } else { Vec::new() };
+            (total, rows)
+        });
+        let resources = rows
+            .into_iter()
+            .map(to_resource)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((total, resources))
+    }
+}
