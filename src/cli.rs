@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, ConfigError, Settings};
+use crate::config::{self, ConfigError, OktaCredentials, Settings};
 use crate::okta::{Auth, ClientSettings, OktaClient};
 use crate::reconcile::cycle::{CycleOptions, WorkspaceSpec, run_cycle};
 use crate::render;
@@ -50,6 +50,8 @@ pub enum OutputFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The daemon: scheduled cycles plus the HTTP server (SCIM, /healthz, /readyz).
+    Run,
     /// Run one cycle (read Okta, plan, apply), then exit.
     Sync {
         /// Read everything (the only mode in this version; accepted for scripts).
@@ -119,11 +121,30 @@ pub struct FakeOktaArgs {
     /// Never answer 429 (headers are still sent).
     #[arg(long)]
     pub no_rate_limits: bool,
+    /// Serve an OAuth service app with this client id (`POST /oauth2/v1/token`).
+    #[arg(long, requires = "oauth_public_key_file")]
+    pub oauth_client_id: Option<String>,
+    /// The service app's public key (PEM) that client assertions must verify with.
+    #[arg(long, requires = "oauth_client_id")]
+    pub oauth_public_key_file: Option<PathBuf>,
+    /// Lifetime of issued access tokens.
+    #[arg(long, default_value_t = 3600)]
+    pub oauth_token_ttl_seconds: u64,
+    /// Issue Bearer tokens to requests without a DPoP proof instead of refusing them.
+    #[arg(long)]
+    pub no_dpop: bool,
 }
 
 impl FakeOktaArgs {
-    pub fn options(&self) -> fake_okta::Options {
-        fake_okta::Options {
+    pub fn options(&self) -> anyhow::Result<fake_okta::Options> {
+        let oauth_public_key_pem =
+            match &self.oauth_public_key_file {
+                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("--oauth-public-key-file {}: {e}", path.display())
+                })?),
+                None => None,
+            };
+        Ok(fake_okta::Options {
             users: self.users,
             groups: self.groups,
             app_ids: self.apps.clone(),
@@ -132,7 +153,11 @@ impl FakeOktaArgs {
             time_scale: self.time_scale,
             rate_limits: !self.no_rate_limits,
             limit_multiplier: self.limit_multiplier,
-        }
+            oauth_client_id: self.oauth_client_id.clone(),
+            oauth_public_key_pem,
+            oauth_token_ttl_seconds: self.oauth_token_ttl_seconds,
+            dpop_required: !self.no_dpop,
+        })
     }
 }
 
@@ -199,7 +224,7 @@ fn config_path(cli_path: Option<PathBuf>) -> PathBuf {
 async fn dispatch(cli: Cli) -> Result<u8, CommandError> {
     match cli.command {
         Command::FakeOkta(args) => {
-            fake_okta::run_until_signal(args.listen, args.options()).await?;
+            fake_okta::run_until_signal(args.listen, args.options()?).await?;
             Ok(0)
         }
         Command::Demo { dir, users, groups } => Ok(crate::demo::run(dir, users, groups).await?),
@@ -222,7 +247,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 pub fn okta_client(settings: &Settings) -> anyhow::Result<OktaClient> {
     Ok(OktaClient::new(ClientSettings {
         org_url: settings.okta.org_url.clone(),
-        auth: Auth::Ssws(settings.okta.api_token.clone()),
+        auth: match &settings.okta.credentials {
+            OktaCredentials::ApiToken(token) => Auth::Ssws(token.clone()),
+            OktaCredentials::OAuth(oauth) => Auth::OAuth(oauth.clone()),
+        },
         rate_limit_share: settings.okta.rate_limit_share,
         rate_limit_window: settings.okta.rate_limit_window,
         request_timeout: settings.okta.request_timeout,
@@ -238,7 +266,7 @@ fn workspace_specs(
     let specs: Vec<WorkspaceSpec> = settings
         .workspaces
         .iter()
-        .filter(|w| only.is_none_or(|id| w.policy.workspace_id == id))
+        .filter(|w| w.pull && only.is_none_or(|id| w.policy.workspace_id == id))
         .map(|w| WorkspaceSpec {
             policy: w.policy.clone(),
             plan_options: w.plan_options,
@@ -304,6 +332,7 @@ impl ProgressLine {
 
 async fn run_command(command: Command, settings: Settings) -> Result<u8, CommandError> {
     match command {
+        Command::Run => Ok(crate::daemon::run(settings).await?),
         Command::Migrate => {
             let store = open_store(&settings).await?;
             println!("migrations applied ({})", store.backend());

@@ -10,6 +10,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::okta::auth::{ClientKey, OAuthSettings};
 use crate::reconcile::desired::{GroupPattern, GroupSelector, WorkspacePolicy};
 use crate::reconcile::plan::{OnUnlink, PlanOptions};
 use crate::reconcile::safety::Thresholds;
@@ -62,11 +63,14 @@ struct RawOkta {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // read once OAuth lands; accepted now so the key is not "unknown"
 struct RawOAuth {
     client_id: String,
     private_key_file: String,
     key_id: Option<String>,
+    #[serde(default = "default_scopes")]
+    scopes: String,
+    #[serde(default = "default_dpop")]
+    dpop: bool,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +140,10 @@ struct RawWorkspace {
     id: String,
     okta_app_id: String,
     scim_token: Option<SecretString>,
+    /// The SHA-256 (hex) of the SCIM token, so the token itself need not be in the file.
+    scim_token_sha256: Option<String>,
+    /// false: the workspace is only written over inbound SCIM, never pulled into.
+    pull: Option<bool>,
     push_groups: Option<RawPushGroups>,
     on_unlink: Option<String>,
     target: Option<RawTarget>,
@@ -151,6 +159,12 @@ struct RawTarget {
     update_method: Option<String>,
 }
 
+fn default_scopes() -> String {
+    crate::okta::auth::DEFAULT_SCOPES.into()
+}
+fn default_dpop() -> bool {
+    true
+}
 fn default_share() -> f64 {
     0.5
 }
@@ -194,10 +208,19 @@ pub struct Settings {
     pub workspaces: Vec<WorkspaceSettings>,
 }
 
+/// How oktasync authenticates to Okta: exactly one of the two is configured.
+#[derive(Clone)]
+pub enum OktaCredentials {
+    /// `okta.api_token` (SSWS).
+    ApiToken(SecretString),
+    /// `[okta.oauth]`: a service app, its private key loaded and checked at load time.
+    OAuth(OAuthSettings),
+}
+
 #[derive(Clone)]
 pub struct OktaSettings {
     pub org_url: url::Url,
-    pub api_token: SecretString,
+    pub credentials: OktaCredentials,
     pub rate_limit_share: f64,
     pub rate_limit_window: Duration,
     pub request_timeout: Duration,
@@ -209,6 +232,9 @@ pub struct WorkspaceSettings {
     pub policy: WorkspacePolicy,
     pub plan_options: PlanOptions,
     pub scim_token: Option<SecretString>,
+    pub scim_token_sha256: Option<String>,
+    /// Whether cycles reconcile this workspace from Okta (`pull`, default true).
+    pub pull: bool,
 }
 
 /// The config file: `--config`, else `$OKTASYNC_CONFIG`, else `config/oktasync.toml`.
@@ -311,23 +337,7 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
             "must be the org's base URL, like https://acme.okta.com, without a path",
         ));
     }
-    let api_token = match (raw.okta.api_token, raw.okta.oauth) {
-        (Some(token), _) => Some(token),
-        (None, Some(_)) => {
-            problems.push(problem(
-                "okta.oauth",
-                "OAuth service apps are not supported by this version yet; set okta.api_token",
-            ));
-            None
-        }
-        (None, None) => {
-            problems.push(problem(
-                "okta.api_token",
-                "missing: set okta.api_token (or OKTASYNC_OKTA__API_TOKEN)",
-            ));
-            None
-        }
-    };
+    let credentials = okta_credentials(raw.okta.api_token, raw.okta.oauth, &mut problems);
     let share = raw.okta.rate_limit_share;
     if !(share > 0.0 && share <= 1.0) {
         problems.push(problem(
@@ -395,6 +405,14 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
         } else if !seen.insert(ws.id.clone()) {
             problems.push(problem(&key("id"), &format!("{:?} is used twice", ws.id)));
         }
+        if let Some(hash) = &ws.scim_token_sha256
+            && (hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            problems.push(problem(
+                &key("scim_token_sha256"),
+                "must be 64 hexadecimal characters (a SHA-256)",
+            ));
+        }
         if ws.okta_app_id.trim().is_empty() {
             problems.push(problem(&key("okta_app_id"), "must not be empty"));
         }
@@ -449,16 +467,21 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
                 okta_app_id: ws.okta_app_id,
                 push_groups,
             },
-            plan_options: PlanOptions { on_unlink },
+            plan_options: PlanOptions {
+                on_unlink,
+                read_started_at: None,
+            },
             scim_token: ws.scim_token,
+            scim_token_sha256: ws.scim_token_sha256,
+            pull: ws.pull.unwrap_or(true),
         });
     }
 
-    match (org_url, api_token) {
-        (Some(org_url), Some(api_token)) if problems.is_empty() => Ok(Settings {
+    match (org_url, credentials) {
+        (Some(org_url), Some(credentials)) if problems.is_empty() => Ok(Settings {
             okta: OktaSettings {
                 org_url,
-                api_token,
+                credentials,
                 rate_limit_share: share,
                 rate_limit_window,
                 request_timeout,
@@ -477,6 +500,98 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
         _ => Err(ConfigError::Invalid(problems)),
     }
 }
+
+/// Exactly one of `okta.api_token` and `[okta.oauth]`.
+fn okta_credentials(
+    api_token: Option<SecretString>,
+    oauth: Option<RawOAuth>,
+    problems: &mut Vec<Problem>,
+) -> Option<OktaCredentials> {
+    match (api_token, oauth) {
+        (Some(token), None) => Some(OktaCredentials::ApiToken(token)),
+        (None, Some(oauth)) => oauth_settings(oauth, problems).map(OktaCredentials::OAuth),
+        (Some(_), Some(_)) => {
+            problems.push(problem(
+                "okta.oauth",
+                "set either okta.api_token or [okta.oauth], not both",
+            ));
+            None
+        }
+        (None, None) => {
+            problems.push(problem(
+                "okta.api_token",
+                "missing: set okta.api_token (or OKTASYNC_OKTA__API_TOKEN), or an OAuth service app in [okta.oauth]",
+            ));
+            None
+        }
+    }
+}
+
+fn oauth_settings(raw: RawOAuth, problems: &mut Vec<Problem>) -> Option<OAuthSettings> {
+    let before = problems.len();
+    if raw.client_id.trim().is_empty() {
+        problems.push(problem("okta.oauth.client_id", "must not be empty"));
+    }
+    if raw.key_id.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        problems.push(problem(
+            "okta.oauth.key_id",
+            "must not be empty (leave it out to send no kid)",
+        ));
+    }
+    let scopes = raw.scopes.split_whitespace().collect::<Vec<_>>().join(" ");
+    if scopes.is_empty() {
+        problems.push(problem("okta.oauth.scopes", "must name at least one scope"));
+    }
+    let key = private_key(Path::new(&raw.private_key_file), problems);
+    match key {
+        Some(key) if problems.len() == before => Some(OAuthSettings {
+            client_id: raw.client_id.trim().to_owned(),
+            key,
+            key_id: raw.key_id,
+            scopes,
+            dpop: raw.dpop,
+        }),
+        _ => None,
+    }
+}
+
+/// Reads and checks the service app's key; problems name the file, never its contents.
+fn private_key(path: &Path, problems: &mut Vec<Problem>) -> Option<ClientKey> {
+    const KEY: &str = "okta.oauth.private_key_file";
+    let pem = match std::fs::read(path) {
+        Ok(pem) => pem,
+        Err(e) => {
+            problems.push(problem(
+                KEY,
+                &format!("cannot read {}: {e}", path.display()),
+            ));
+            return None;
+        }
+    };
+    warn_if_readable_by_others(path);
+    ClientKey::from_pem(&pem)
+        .map_err(|e| problems.push(problem(KEY, &format!("{} {e}", path.display()))))
+        .ok()
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                key = "okta.oauth.private_key_file",
+                path = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the Okta private key file is accessible by group or others; chmod 600 it"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
 
 /// `re:<regex>`, `id:<group id>`, a bare Okta group id (`00g` + 17 characters), or a name.
 fn parse_pattern(entry: &str) -> Result<GroupPattern, String> {

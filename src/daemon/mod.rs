@@ -92,6 +92,7 @@ async fn scheduler(settings: Settings, store: crate::store::Store, stop: Cancell
     let specs: Vec<WorkspaceSpec> = settings
         .workspaces
         .iter()
+        .filter(|w| w.pull)
         .map(|w| WorkspaceSpec {
             policy: w.policy.clone(),
             plan_options: w.plan_options,

@@ -1,17 +1,19 @@
-//! The HTTP client for Okta's Management API: authentication, one page at a time with
-//! pacing, 429 waits and retries, and whole listings by following `next` links.
+//! The HTTP client for Okta's Management API: authentication (SSWS, or OAuth through
+//! `auth`), one page at a time with pacing, 429 waits and retries, and whole listings by
+//! following `next` links.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, USER_AGENT};
-use reqwest::{StatusCode, Url};
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, USER_AGENT};
+use reqwest::{Method, StatusCode, Url};
+use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 
 use super::OktaError;
+use super::auth::{AuthRetries, Credential, OAuthClient, OAuthSettings, Scheme, TokenThrottle};
 use super::paging::next_link;
 use super::ratelimit::{Bucket, RateHeaders, RateLimits};
 use super::wire::ErrorBody;
@@ -21,6 +23,8 @@ use super::wire::ErrorBody;
 pub enum Auth {
     /// `Authorization: SSWS <token>`.
     Ssws(SecretString),
+    /// An OAuth 2.0 service app: `Authorization: DPoP <token>` (or `Bearer`).
+    OAuth(OAuthSettings),
 }
 
 #[derive(Clone)]
@@ -41,6 +45,8 @@ pub struct OktaClient {
     settings: ClientSettings,
     limits: RateLimits,
     items_read: Arc<AtomicU64>,
+    /// Tokens and DPoP proofs, when `auth` is `Auth::OAuth`.
+    oauth: Option<OAuthClient>,
 }
 
 /// One page of a listing.
@@ -57,11 +63,25 @@ impl OktaClient {
             .pool_max_idle_per_host(8)
             .build()
             .map_err(|e| OktaError::Setup(e.to_string()))?;
+        let limits = RateLimits::new(settings.rate_limit_share, settings.rate_limit_window);
+        let oauth = match &settings.auth {
+            Auth::Ssws(_) => None,
+            Auth::OAuth(oauth) => Some(OAuthClient::new(
+                oauth.clone(),
+                &settings.org_url,
+                TokenThrottle {
+                    max_throttled: settings.max_throttled,
+                    max_wait: limits.max_wait(),
+                    margin: limits.margin(),
+                },
+            )?),
+        };
         Ok(Self {
-            limits: RateLimits::new(settings.rate_limit_share, settings.rate_limit_window),
+            limits,
             http,
             settings,
             items_read: Arc::new(AtomicU64::new(0)),
+            oauth,
         })
     }
 
@@ -86,24 +106,42 @@ impl OktaClient {
         url.origin() == self.settings.org_url.origin()
     }
 
-    fn auth_header(&self) -> Result<HeaderValue, OktaError> {
-        let Auth::Ssws(token) = &self.settings.auth;
-        let mut value = HeaderValue::from_str(&format!("SSWS {}", token.expose_secret()))
-            .map_err(|_| OktaError::Setup("okta.api_token contains invalid characters".into()))?;
-        value.set_sensitive(true);
-        Ok(value)
+    /// The credential for the next request: the API token, or an OAuth access token
+    /// (fetched or refreshed first, outside the API buckets' pacing).
+    async fn credential(&self) -> Result<Credential, OktaError> {
+        match (&self.oauth, &self.settings.auth) {
+            (Some(oauth), _) => oauth.credential(&self.http).await,
+            (None, Auth::Ssws(token)) => Ok(Credential {
+                scheme: Scheme::Ssws,
+                value: token.clone(),
+            }),
+            (None, Auth::OAuth(_)) => Err(OktaError::Setup("OAuth client not set up".into())),
+        }
+    }
+
+    /// `Authorization`, plus a fresh DPoP proof for DPoP tokens (one per request and retry).
+    fn auth_headers(&self, url: &Url, credential: &Credential) -> Result<HeaderMap, OktaError> {
+        match &self.oauth {
+            Some(oauth) => oauth.request_headers(&Method::GET, url, credential),
+            None => Ok(HeaderMap::from_iter([(
+                AUTHORIZATION,
+                credential.header()?,
+            )])),
+        }
     }
 
     /// One GET, paced, with 429 waits but no other retry.
     async fn get_once<T: DeserializeOwned>(&self, url: &Url) -> Result<Page<T>, OktaError> {
         let bucket = Bucket::for_path(url.path());
         let mut throttled = 0;
+        let mut auth_retries = AuthRetries::default();
         loop {
+            let credential = self.credential().await?;
             self.limits.acquire(bucket).await;
             let response = self
                 .http
                 .get(url.clone())
-                .header(AUTHORIZATION, self.auth_header()?)
+                .headers(self.auth_headers(url, &credential)?)
                 .header(ACCEPT, "application/json")
                 .header(USER_AGENT, concat!("oktasync/", env!("CARGO_PKG_VERSION")))
                 .send()
@@ -134,6 +172,21 @@ impl OktaClient {
                 continue;
             }
             self.limits.observe(bucket, &headers);
+            if let Some(oauth) = &self.oauth {
+                oauth.observe(response.headers());
+                if oauth
+                    .retry_rejected(
+                        &self.http,
+                        status,
+                        response.headers(),
+                        &credential,
+                        &mut auth_retries,
+                    )
+                    .await?
+                {
+                    continue;
+                }
+            }
             let next = next_link(response.headers());
             let body = response.bytes().await.map_err(|e| OktaError::Transport {
                 url: redact(url),

@@ -4,12 +4,12 @@
 //! not be created) fails on its own and is planned again next cycle.
 
 use crate::reconcile::plan::Operation;
-use crate::reconcile::ports::{StateError, StateStore, WorkspaceTarget};
+use crate::reconcile::ports::{StateError, StateStore, TargetError, WorkspaceTarget};
 
 #[derive(Debug, Default)]
 pub struct ApplyOutcome {
     pub applied: Vec<Operation>,
-    pub failed: Vec<(Operation, String)>,
+    pub failed: Vec<(Operation, TargetError)>,
 }
 
 /// Called after each operation, for progress display.
@@ -43,7 +43,7 @@ pub async fn apply<T: WorkspaceTarget, S: StateStore>(
                     "operation failed"
                 );
                 state.journal_outcome(entry, Some(&error.message)).await?;
-                outcome.failed.push((operation, error.message));
+                outcome.failed.push((operation, error));
             }
         }
         progress(done + 1, total);

@@ -219,7 +219,11 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
         state.consume_hold(&h.id).await?;
     }
     report.applied = outcome.applied;
-    report.failed = outcome.failed;
+    report.failed = outcome
+        .failed
+        .into_iter()
+        .map(|(op, e)| (op, e.message))
+        .collect();
     let result = match report.exit_code() {
         0 => "ok",
         3 => "held",

@@ -5,18 +5,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::render::{self, Projection, json_response, parse_etag};
 use super::{MAX_BODY_BYTES, MAX_PAGE, ScimResponseError, ScimState};
+
+/// How much of an oversized body is read and discarded before the connection is dropped.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 use crate::reconcile::apply::apply;
 use crate::reconcile::plan::{Operation, PushedObject};
-use crate::reconcile::ports::TargetErrorKind;
+use crate::reconcile::ports::{TargetError, TargetErrorKind};
 use crate::scim_wire::{ResourceType, ScimError, normalize, user_columns};
 
 type Result<T> = std::result::Result<T, ScimResponseError>;
@@ -27,18 +30,28 @@ fn store_error(e: impl std::fmt::Display) -> ScimResponseError {
     ScimError::new(500, None, "internal error; see the server log").into()
 }
 
-fn body_json(body: std::result::Result<Bytes, BytesRejection>) -> Result<Value> {
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ScimError::new(
-                413,
-                None,
-                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-        } else {
-            ScimError::invalid_syntax(format!("cannot read the body: {e}"))
+/// Reads a request body of at most `MAX_BODY_BYTES`. A larger one is read to its end (up
+/// to `DRAIN_LIMIT`, then the connection is dropped) before the 413, so that the client
+/// receives the answer instead of a reset connection.
+async fn body_json(body: Body) -> Result<Value> {
+    let mut stream = body.into_data_stream();
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ScimError::invalid_syntax(format!("cannot read the body: {e}")))?;
+        seen += chunk.len();
+        if seen > DRAIN_LIMIT {
+            break;
         }
-    })?;
+        if seen <= MAX_BODY_BYTES {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        let detail = format!("the body is larger than {MAX_BODY_BYTES} bytes");
+        return Err(ScimError::new(413, None, detail).into());
+    }
     serde_json::from_slice(&bytes)
         .map_err(|e| ScimError::invalid_syntax(format!("the body is not valid JSON: {e}")).into())
 }
@@ -119,9 +132,9 @@ async fn list(
 pub async fn search_all(
     State(state): State<Arc<ScimState>>,
     Path(ws): Path<String>,
-    body: std::result::Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response> {
-    let params = search_params(body_json(body)?)?;
+    let params = search_params(body_json(body).await?)?;
     let int = |name: &str, default: i64| {
         params
             .get(name)
@@ -218,9 +231,9 @@ async fn search(
     state: Arc<ScimState>,
     rt: ResourceType,
     ws: String,
-    body: std::result::Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response> {
-    let params = search_params(body_json(body)?)?;
+    let params = search_params(body_json(body).await?)?;
     list(state, rt, ws, params).await
 }
 
@@ -271,8 +284,8 @@ async fn write(
     )
     .await
     .map_err(store_error)?;
-    if let Some((_, message)) = outcome.failed.first() {
-        return Err(target_error(rt, message).into());
+    if let Some((_, error)) = outcome.failed.first() {
+        return Err(target_error(rt, error).into());
     }
     let stored = fetch(state, rt, ws, &id).await?;
     let body = render::resource(rt, ws, &stored);
@@ -288,35 +301,23 @@ async fn write(
     Ok(response)
 }
 
-/// The engine reports a failed operation by message; the kind is recovered from the
-/// store's wording.
-fn target_error(rt: ResourceType, message: &str) -> ScimError {
-    let kind = classify(message);
-    match kind {
+/// A failed write as the SCIM error its kind calls for.
+fn target_error(rt: ResourceType, error: &TargetError) -> ScimError {
+    let message = error.message.clone();
+    match error.kind {
         TargetErrorKind::Conflict if rt == ResourceType::User => {
             ScimError::uniqueness("a user with this userName already exists")
         }
-        TargetErrorKind::Conflict => ScimError::uniqueness(message.to_owned()),
-        TargetErrorKind::NotFound => ScimError::not_found(message.to_owned()),
+        TargetErrorKind::Conflict => ScimError::uniqueness(message),
+        TargetErrorKind::NotFound => ScimError::not_found(message),
         TargetErrorKind::VersionMismatch => {
             ScimError::new(412, None, format!("precondition failed: {message}"))
         }
-        TargetErrorKind::Invalid => ScimError::invalid_value(message.to_owned()),
-        TargetErrorKind::Transient => ScimError::new(503, None, "the store is busy; retry"),
-    }
-}
-
-fn classify(message: &str) -> TargetErrorKind {
-    if message.starts_with("uniqueness") || message.contains("already exists") {
-        TargetErrorKind::Conflict
-    } else if message.starts_with("no ") || message.contains("not found") {
-        TargetErrorKind::NotFound
-    } else if message.contains(" is at version ") {
-        TargetErrorKind::VersionMismatch
-    } else if message.starts_with("database error") || message.starts_with("cannot open") {
-        TargetErrorKind::Transient
-    } else {
-        TargetErrorKind::Invalid
+        TargetErrorKind::Invalid => ScimError::invalid_value(message),
+        TargetErrorKind::Transient => {
+            tracing::warn!(error = %message, "SCIM write failed in the store");
+            ScimError::new(503, None, "the store is busy; retry")
+        }
     }
 }
 
@@ -350,9 +351,9 @@ async fn create(
     state: Arc<ScimState>,
     rt: ResourceType,
     ws: String,
-    body: std::result::Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response> {
-    let doc = normalize(rt, &body_json(body)?)?;
+    let doc = normalize(rt, &body_json(body).await?)?;
     let id = uuid::Uuid::new_v4().to_string();
     write(
         &state,
@@ -370,9 +371,9 @@ async fn replace(
     ws: String,
     id: String,
     headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response> {
-    let input = body_json(body)?;
+    let input = body_json(body).await?;
     let current = fetch(&state, rt, &ws, &id).await?;
     if let Some(given) = input.get("id").and_then(Value::as_str)
         && given != id
@@ -397,9 +398,9 @@ async fn patch(
     ws: String,
     id: String,
     headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response> {
-    let input = body_json(body)?;
+    let input = body_json(body).await?;
     let current = fetch(&state, rt, &ws, &id).await?;
     let patched = super::patch::apply_patch(rt, &current.doc, &input)?;
     let doc = normalize(rt, &patched)?;
@@ -447,8 +448,8 @@ async fn delete(
     )
     .await
     .map_err(store_error)?;
-    if let Some((_, message)) = outcome.failed.first() {
-        return Err(target_error(rt, message).into());
+    if let Some((_, error)) = outcome.failed.first() {
+        return Err(target_error(rt, error).into());
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -465,7 +466,7 @@ macro_rules! handlers {
         pub async fn $search(
             State(s): State<Arc<ScimState>>,
             Path(ws): Path<String>,
-            body: std::result::Result<Bytes, BytesRejection>,
+            body: Body,
         ) -> Result<Response> {
             search(s, $rt, ws, body).await
         }
@@ -480,7 +481,7 @@ macro_rules! handlers {
         pub async fn $create(
             State(s): State<Arc<ScimState>>,
             Path(ws): Path<String>,
-            body: std::result::Result<Bytes, BytesRejection>,
+            body: Body,
         ) -> Result<Response> {
             create(s, $rt, ws, body).await
         }
@@ -488,7 +489,7 @@ macro_rules! handlers {
             State(s): State<Arc<ScimState>>,
             Path((ws, id)): Path<(String, String)>,
             h: HeaderMap,
-            body: std::result::Result<Bytes, BytesRejection>,
+            body: Body,
         ) -> Result<Response> {
             replace(s, $rt, ws, id, h, body).await
         }
@@ -496,7 +497,7 @@ macro_rules! handlers {
             State(s): State<Arc<ScimState>>,
             Path((ws, id)): Path<(String, String)>,
             h: HeaderMap,
-            body: std::result::Result<Bytes, BytesRejection>,
+            body: Body,
         ) -> Result<Response> {
             patch(s, $rt, ws, id, h, body).await
         }

@@ -183,7 +183,8 @@ pub fn router(state: Arc<ScimState>) -> Router {
     Router::new()
         .nest("/hook/scim/workspaces/{workspace}", routes)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Bodies are limited by the handlers, which answer 413 with a SCIM error.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

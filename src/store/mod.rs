@@ -64,6 +64,31 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Opens a write transaction. On SQLite it takes the write lock at once (`BEGIN
+/// IMMEDIATE`): a transaction that reads and then writes would otherwise fail with
+/// SQLITE_BUSY, without waiting, when another writer committed in between.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,

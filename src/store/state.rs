@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Store, StoreError, now_millis, on_pool};
+use super::{BeginWrite, Store, StoreError, now_millis, on_pool};
 use crate::reconcile::plan::Operation;
 use crate::reconcile::ports::{HeldPlan, JournalEntryId, StateError, StateStore};
 use crate::render;
@@ -135,7 +135,7 @@ impl StateStore for Store {
     ) -> Result<Vec<JournalEntryId>, StateError> {
         let now = now_millis();
         let ids = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut ids = Vec::with_capacity(operations.len());
             for (seq, op) in operations.iter().enumerate() {
                 let id: i64 = sqlx::query_scalar(

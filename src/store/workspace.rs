@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Store, StoreError, now_millis, on_pool};
+use super::{BeginWrite, Store, StoreError, now_millis, on_pool};
 use crate::model::{UserAttributes, WorkspaceGroup, WorkspaceState, WorkspaceUser};
 use crate::reconcile::plan::{Operation, PushedObject};
 use crate::scim_wire;
@@ -269,7 +269,7 @@ impl Store {
         let doc = scim_wire::merge_user(None, attributes, true, external_id);
         let now = now_millis();
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let w = UserWrite { id: &id, okta_id: None, doc: &doc, pushed: false };
             write_user!(tx, workspace_id, &w, now)?;
             tx.commit().await?;
@@ -282,7 +282,7 @@ impl Store {
     pub async fn apply_operation(&self, ws: &str, operation: &Operation) -> Result<(), StoreError> {
         let now = now_millis();
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             match operation {
                 Operation::CreateUser { okta_id, attributes } => {
                     let existing: Option<(String, String)> = sqlx::query_as(

@@ -13,6 +13,10 @@ use serde_json::Value;
 pub const APP: &str = "0oafakeapp0000000001";
 pub const TOKEN: &str = "it-token-not-for-logs-5d1f";
 pub const WS: &str = "ws1";
+/// The inbound SCIM bearer token of `WS` and `SCRATCH` in generated configs.
+pub const SCIM_TOKEN: &str = "scim-token-for-tests-8c2e";
+/// A second workspace, never pulled into by tests that use it for SCIM writes.
+pub const SCRATCH: &str = "scratch";
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_oktasync")
@@ -261,10 +265,11 @@ pub async fn spawn_app_with_fake(
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let store_url = fresh_store_url(backend, dir.path()).await;
     let path = dir.path().join("oktasync.toml");
+    let port = free_port();
     std::fs::write(
         &path,
         format!(
-            "[okta]\norg_url = \"{}\"\napi_token = \"{TOKEN}\"\n{}\n[store]\nurl = \"{store_url}\"\n\n[sync]\n{}\n[[workspaces]]\nid = \"{WS}\"\nokta_app_id = \"{APP}\"\n{}",
+            "[okta]\norg_url = \"{}\"\napi_token = \"{TOKEN}\"\n{}\n[store]\nurl = \"{store_url}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n\n[sync]\n{}\n[[workspaces]]\nid = \"{WS}\"\nokta_app_id = \"{APP}\"\nscim_token = \"{SCIM_TOKEN}\"\n{}\n[[workspaces]]\nid = \"{SCRATCH}\"\nokta_app_id = \"{APP}\"\nscim_token = \"{SCIM_TOKEN}\"\npull = false\n",
             fake.url, config.okta, config.sync, config.workspace
         ),
     )
@@ -274,6 +279,57 @@ pub async fn spawn_app_with_fake(
         config: path,
         store_url,
         fake,
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// A running `oktasync run`, stopped (SIGKILL) on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// The SCIM base URL of a workspace.
+    pub fn scim(&self, workspace: &str) -> String {
+        format!("{}/hook/scim/workspaces/{workspace}", self.base)
+    }
+
+    /// A SCIM request with the workspace token; returns status and parsed body.
+    pub async fn call(&self, method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+        let method =
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap_or_else(|_| panic!("method"));
+        let mut request = self
+            .http
+            .request(method, url)
+            .bearer_auth(SCIM_TOKEN)
+            .header("Content-Type", "application/scim+json; charset=utf-8")
+            .header("User-Agent", "Okta SCIM Client 1.0.0");
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 }
 
@@ -326,6 +382,43 @@ impl TestApp {
 
     pub fn plan(&self) -> Run {
         self.run(&["plan", "--format", "json"])
+    }
+
+    /// Starts `oktasync run` on this app's config and waits until `/healthz` answers.
+    pub async fn daemon(&self) -> Daemon {
+        let config = std::fs::read_to_string(&self.config).unwrap_or_default();
+        let listen = config
+            .lines()
+            .find_map(|l| l.strip_prefix("listen = "))
+            .map(|l| l.trim_matches('"').to_owned())
+            .unwrap_or_else(|| panic!("no listen in config"));
+        let child = Command::new(bin())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env("OKTASYNC_LOG", "oktasync=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn oktasync run: {e}"));
+        let daemon = Daemon {
+            child,
+            base: format!("http://{listen}"),
+            http: reqwest::Client::new(),
+        };
+        for _ in 0..200 {
+            if let Ok(r) = daemon
+                .http
+                .get(format!("{}/healthz", daemon.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return daemon;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("oktasync run did not answer /healthz on {listen}");
     }
 
     pub async fn workspace(&self) -> WorkspaceState {

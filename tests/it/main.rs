@@ -4,5 +4,7 @@
 mod config_cli;
 mod helpers;
 mod okta_client;
+mod okta_oauth;
 mod pipeline;
+mod scim;
 mod store_conformance;

@@ -8,10 +8,15 @@
 //! the org (moving timestamps and writing System Log events as Okta does), injects faults,
 //! reports request stats and moves the fake's clock.
 //!
+//! With `oauth_client_id` and `oauth_public_key_pem` it also serves an OAuth service app on
+//! the org authorization server (`POST /oauth2/v1/token`, private_key_jwt, DPoP) and accepts
+//! its access tokens on the API, next to SSWS.
+//!
 //! Map: [`world`] (org model, generation, changes) · [`syslog`] (System Log) · [`filter`]
 //! (filter/search expressions) · [`paging`] (limits, cursors, link headers) · [`ratelimit`]
-//! · [`faults`] · [`stats`] · `api` (Okta routes + middleware) · `admin` (admin routes) ·
-//! [`render`] (Okta JSON shapes) · [`clock`] · [`ids`] · [`error`].
+//! · [`faults`] · [`stats`] · [`oauth`] (service app: tokens, DPoP) · `api` (Okta routes +
+//! middleware) · `admin` (admin routes) · [`render`] (Okta JSON shapes) · [`clock`] ·
+//! [`ids`] · [`error`].
 
 mod admin;
 mod api;
@@ -20,6 +25,7 @@ pub mod error;
 pub mod faults;
 pub mod filter;
 pub mod ids;
+pub mod oauth;
 pub mod paging;
 pub mod ratelimit;
 pub mod render;
@@ -62,6 +68,15 @@ pub struct Options {
     pub rate_limits: bool,
     /// Multiplies every bucket limit.
     pub limit_multiplier: f64,
+    /// The OAuth service app's client id (with `oauth_public_key_pem`; `None`: SSWS only).
+    pub oauth_client_id: Option<String>,
+    /// The service app's public key (PEM, RSA or EC) its client assertions must verify with.
+    pub oauth_public_key_pem: Option<String>,
+    /// Lifetime of issued access tokens (Okta fixes it at an hour).
+    pub oauth_token_ttl_seconds: u64,
+    /// Token requests must carry a DPoP proof (Okta's default for new service apps since
+    /// 2024); when false, requests without one get Bearer tokens.
+    pub dpop_required: bool,
 }
 
 impl Default for Options {
@@ -75,6 +90,10 @@ impl Default for Options {
             time_scale: 1.0,
             rate_limits: true,
             limit_multiplier: 1.0,
+            oauth_client_id: None,
+            oauth_public_key_pem: None,
+            oauth_token_ttl_seconds: 3600,
+            dpop_required: true,
         }
     }
 }
@@ -109,6 +128,7 @@ impl FakeOkta {
             .context("reading the listener's address")?;
         let base_url = base_url_of(addr);
         let started = std::time::Instant::now();
+        let oauth_app = oauth::AppConfig::from_options(&options)?;
         let gen_options = options.clone();
         // Generating a large org takes a moment of CPU: keep it off the async workers.
         let world = tokio::task::spawn_blocking(move || {
@@ -140,6 +160,7 @@ impl FakeOkta {
             stats: stats::Stats::default(),
             ids: ids::IdGen::new(options.seed),
             api_token: options.api_token.clone(),
+            oauth: oauth::OAuth::new(oauth_app),
             base_url: base_url.clone(),
         });
         let app = api::router(shared).into_make_service_with_connect_info::<SocketAddr>();

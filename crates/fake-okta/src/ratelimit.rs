@@ -19,10 +19,13 @@ pub enum Bucket {
     Apps,
     Logs,
     Other,
+    /// The org authorization server's `/oauth2/v1/token`: its own org-wide bucket.
+    Token,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 7] = [
+    pub const COUNT: usize = 8;
+    pub const ALL: [Bucket; Bucket::COUNT] = [
         Bucket::Users,
         Bucket::User,
         Bucket::Groups,
@@ -30,6 +33,7 @@ impl Bucket {
         Bucket::Apps,
         Bucket::Logs,
         Bucket::Other,
+        Bucket::Token,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +45,7 @@ impl Bucket {
             Bucket::Apps => "apps",
             Bucket::Logs => "logs",
             Bucket::Other => "other",
+            Bucket::Token => "token",
         }
     }
 
@@ -53,10 +58,12 @@ impl Bucket {
             Bucket::Apps => 100,
             Bucket::Logs => 120,
             Bucket::Other => 1200,
+            // No published figure; generous, as authentication buckets are.
+            Bucket::Token => 2000,
         }
     }
 
-    fn index(self) -> usize {
+    pub fn index(self) -> usize {
         self as usize
     }
 
@@ -67,6 +74,7 @@ impl Bucket {
             "/api/v1/groups" => Bucket::Groups,
             "/api/v1/apps" => Bucket::Apps,
             "/api/v1/logs" => Bucket::Logs,
+            "/oauth2/v1/token" => Bucket::Token,
             p if p.starts_with("/api/v1/users/") => Bucket::User,
             p if p.starts_with("/api/v1/groups/") => Bucket::Group,
             p if p.starts_with("/api/v1/apps/") => Bucket::Apps,
@@ -106,8 +114,8 @@ impl Decision {
 pub struct RateLimiter {
     enforce: bool,
     window: Duration,
-    limits: [u32; 7],
-    windows: Mutex<[Window; 7]>,
+    limits: [u32; Bucket::COUNT],
+    windows: Mutex<[Window; Bucket::COUNT]>,
 }
 
 impl RateLimiter {
@@ -137,7 +145,7 @@ impl RateLimiter {
             enforce,
             window,
             limits,
-            windows: Mutex::new([Window::default(); 7]),
+            windows: Mutex::new([Window::default(); Bucket::COUNT]),
         }
     }
 
@@ -173,7 +181,8 @@ impl RateLimiter {
 
     /// Forgets every window (admin `POST /__admin/ratelimit/reset`).
     pub fn reset(&self) {
-        *self.windows.lock().unwrap_or_else(|e| e.into_inner()) = [Window::default(); 7];
+        *self.windows.lock().unwrap_or_else(|e| e.into_inner()) =
+            [Window::default(); Bucket::COUNT];
     }
 }
 
@@ -194,6 +203,11 @@ mod tests {
         );
         assert_eq!(Bucket::for_path("/api/v1/logs"), Bucket::Logs);
         assert_eq!(Bucket::for_path("/api/v1/meta/types/user"), Bucket::Other);
+        assert_eq!(Bucket::for_path("/oauth2/v1/token"), Bucket::Token);
+        assert!(
+            Bucket::ALL.iter().enumerate().all(|(i, b)| b.index() == i),
+            "ALL is in index order"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use axum::http::header::HOST;
 use crate::clock::FakeClock;
 use crate::faults::Faults;
 use crate::ids::IdGen;
+use crate::oauth::OAuth;
 use crate::ratelimit::RateLimiter;
 use crate::stats::Stats;
 use crate::world::World;
@@ -23,6 +24,8 @@ pub struct Shared {
     pub stats: Stats,
     pub ids: IdGen,
     pub api_token: String,
+    /// The OAuth service app (inert when none is configured).
+    pub oauth: OAuth,
     /// `http://127.0.0.1:PORT`, used when a request has no usable `Host` header.
     pub base_url: String,
 }

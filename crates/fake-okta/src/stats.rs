@@ -1,4 +1,5 @@
-//! Request accounting for tests: calls and 429s per rate-limit bucket, and the most recent
+//! Request accounting for tests: calls and 429s per rate-limit bucket (token requests to the
+//! OAuth token endpoint in their own `token` bucket), and the most recent
 //! requests (method, path, query, status), so a test can assert how the daemon paged and
 //! paced itself.
 
@@ -22,8 +23,8 @@ pub struct RequestRecord {
 
 #[derive(Debug, Default)]
 struct Inner {
-    calls: [u64; 7],
-    throttled: [u64; 7],
+    calls: [u64; Bucket::COUNT],
+    throttled: [u64; Bucket::COUNT],
     requests: VecDeque<RequestRecord>,
 }
 
@@ -39,7 +40,7 @@ impl Stats {
 
     pub fn record(&self, bucket: Bucket, record: RequestRecord) {
         let mut s = self.lock();
-        let i = Bucket::ALL.iter().position(|b| *b == bucket).unwrap_or(6);
+        let i = bucket.index();
         s.calls[i] += 1;
         if record.status == 429 {
             s.throttled[i] += 1;

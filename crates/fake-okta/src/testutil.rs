@@ -68,6 +68,19 @@ pub async fn send(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Resp {
+    let auth = token.map(|t| ("Authorization", format!("SSWS {t}")));
+    let body = body.map(|b| ("application/json", b));
+    send_with(base, method, url, auth.as_slice(), body).await
+}
+
+/// `send` with any request headers, and a body of the given content type.
+pub async fn send_with(
+    base: &str,
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Option<(&str, &str)>,
+) -> Resp {
     let full = if url.starts_with("http://") {
         url.to_owned()
     } else {
@@ -78,13 +91,13 @@ pub async fn send(
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n"
     );
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: SSWS {t}\r\n"));
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
     }
-    let body = body.unwrap_or("");
+    let (content_type, body) = body.unwrap_or(("application/json", ""));
     if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
         req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
             body.len()
         ));
     }

@@ -1,4 +1,5 @@
-//! Admin controls that are not org data: faults, stats, the clock and rate-limit windows.
+//! Admin controls that are not org data: faults, stats, the clock, rate-limit windows and
+//! the OAuth service app (its nonce and tokens).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -66,4 +67,33 @@ pub async fn clock(State(st): State<AppState>, body: Bytes) -> Result<Json<Value
         "offset_seconds": offset_ms / 1000,
         "now": TsMillis(st.clock.now_ms()).to_string(),
     })))
+}
+
+fn oauth_configured(st: &AppState) -> Result<(), OktaError> {
+    match st.oauth.config {
+        Some(_) => Ok(()),
+        None => Err(OktaError::validation(
+            "no OAuth service app is configured (--oauth-client-id, --oauth-public-key-file)",
+        )),
+    }
+}
+
+/// The service app, its current nonce and its live tokens (a test double may show them).
+pub async fn oauth_state(State(st): State<AppState>) -> Result<Json<Value>, OktaError> {
+    oauth_configured(&st)?;
+    Ok(Json(st.oauth.snapshot(st.clock.now_ms())))
+}
+
+pub async fn rotate_nonce(State(st): State<AppState>) -> Result<Json<Value>, OktaError> {
+    oauth_configured(&st)?;
+    let nonce = st.oauth.rotate_nonce();
+    tracing::info!("admin: DPoP nonce rotated; API proofs now need it too");
+    Ok(Json(json!({ "nonce": nonce })))
+}
+
+pub async fn expire_tokens(State(st): State<AppState>) -> Result<Json<Value>, OktaError> {
+    oauth_configured(&st)?;
+    let expired = st.oauth.expire_tokens();
+    tracing::info!(expired, "admin: every issued access token expired");
+    Ok(Json(json!({ "expired": expired })))
 }

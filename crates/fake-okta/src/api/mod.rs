@@ -1,5 +1,7 @@
 //! The Okta Management API surface: routes, and the middleware every Okta request passes
-//! through (rate-limit bucket, SSWS auth, faults, Okta's standard headers, stats).
+//! through (rate-limit bucket, auth: SSWS or an OAuth access token, faults, Okta's standard
+//! headers, stats). The org authorization server's token endpoint passes through it too (its
+//! own bucket, no API auth: the grant authenticates the client).
 //!
 //! Order matters and mirrors Okta: the request is counted against its bucket first (a 429
 //! carries no other processing), then authenticated, then served; faults act on the served
@@ -16,15 +18,18 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, DATE};
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::admin;
 use crate::clock::{http_date, real_now_ms};
 use crate::error::OktaError;
 use crate::faults::FaultKind;
+use crate::oauth;
+use crate::oauth::resource::ApiRequest;
+use crate::oauth::token::TOKEN_PATH;
 use crate::paging::{PageNumber, QueryParams, ReqCtx};
 use crate::ratelimit::{Bucket, Decision};
 use crate::state::AppState;
@@ -45,6 +50,7 @@ pub fn router(state: AppState) -> Router {
             get(apps::push_mappings),
         )
         .route("/api/v1/logs", get(logs::list))
+        .route(TOKEN_PATH, post(oauth::token::token))
         .merge(admin::router())
         .fallback(|| async { OktaError::unknown_endpoint() })
         .method_not_allowed_fallback(|| async { OktaError::method_not_allowed() })
@@ -60,12 +66,36 @@ async fn dispatch(State(st): State<AppState>, req: Request, next: Next) -> Respo
     okta(st, req, next).await
 }
 
-fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    headers
+/// `SSWS <api token>` always works; `DPoP`/`Bearer <access token>` when a service app is
+/// configured. Returns the whole answer to a refused request (401 E0000011, or OAuth's
+/// challenges), `None` when the request may be served.
+fn refusal(st: &AppState, req: &Request) -> Option<Response> {
+    let headers = req.headers();
+    let Some((scheme, credential)) = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
-        .is_some_and(|(scheme, t)| scheme.eq_ignore_ascii_case("SSWS") && t.trim() == token)
+        .map(|(scheme, c)| (scheme, c.trim()))
+    else {
+        return Some(OktaError::invalid_token().into_response());
+    };
+    if scheme.eq_ignore_ascii_case("SSWS") && credential == st.api_token {
+        return None;
+    }
+    let oauth_scheme = scheme.eq_ignore_ascii_case("DPoP") || scheme.eq_ignore_ascii_case("Bearer");
+    if !oauth_scheme || st.oauth.config.is_none() {
+        return Some(OktaError::invalid_token().into_response());
+    }
+    oauth::resource::refusal(
+        st,
+        &ApiRequest {
+            scheme,
+            token: credential,
+            headers,
+            method: req.method().as_str(),
+            path: req.uri().path(),
+        },
+    )
 }
 
 async fn okta(st: AppState, mut req: Request, next: Next) -> Response {
@@ -77,8 +107,8 @@ async fn okta(st: AppState, mut req: Request, next: Next) -> Response {
     let mut fault = None;
     let mut resp = if !decision.allowed {
         OktaError::rate_limited().into_response()
-    } else if !authorized(req.headers(), &st.api_token) {
-        OktaError::invalid_token().into_response()
+    } else if let Some(refused) = (path != TOKEN_PATH).then(|| refusal(&st, &req)).flatten() {
+        refused
     } else {
         let ctx = ReqCtx {
             base: st.base_for(req.headers()),
