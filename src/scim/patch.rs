@@ -607,6 +607,55 @@ mod tests {
         assert!(out.get(ext).is_none());
     }
 
+    fn json_values() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "[a-zA-Z0-9 @.]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-zA-Z.$]{1,10}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Any operation list, on any path, with any value: a result or a SCIM error,
+        /// never a panic; and a result always validates or is refused by `normalize`.
+        #[test]
+        fn patch_never_panics(
+            op in proptest::prop_oneof!["add", "replace", "remove", "Replace", "x"],
+            path in proptest::option::of(proptest::prop_oneof![
+                proptest::strategy::Just("members[value eq \"u1\"]".to_string()),
+                proptest::strategy::Just("emails[type eq \"work\"].value".to_string()),
+                proptest::strategy::Just("name.givenName".to_string()),
+                proptest::strategy::Just(format!("{}:manager.value", crate::scim_wire::ENTERPRISE_URN)),
+                "[a-zA-Z.\\[\\] \"=]{0,24}",
+            ]),
+            value in json_values(),
+            group in proptest::bool::ANY,
+        ) {
+            let rt = if group { ResourceType::Group } else { ResourceType::User };
+            let doc = if group {
+                json!({"schemas":[GROUP_URN],"displayName":"G","members":[{"value":"u1"}]})
+            } else {
+                user()
+            };
+            let mut operation = json!({"op": op, "value": value});
+            if let Some(p) = path {
+                operation["path"] = json!(p);
+            }
+            if let Ok(out) = patch(rt, doc, json!([operation])) {
+                let _ = crate::scim_wire::normalize(rt, &out);
+            }
+        }
+    }
+
     #[test]
     fn bad_patches_are_scim_errors() {
         for ops in [

@@ -61,9 +61,8 @@ async fn external_compliance_checkers_pass() {
 }
 
 /// Must show 2: Okta's PUT-mode (App Integration Wizard) user lifecycle, replayed.
-#[tokio::test]
-async fn okta_put_mode_user_lifecycle() {
-    let app = spawn_app(Backend::Sqlite, 20, 3, AppConfig::default()).await;
+async fn okta_put_mode_user_lifecycle(backend: Backend) {
+    let app = spawn_app(backend, 20, 3, AppConfig::default()).await;
     let d = app.daemon().await;
     let base = d.scim(SCRATCH);
     let lookup = format!(
@@ -173,9 +172,8 @@ async fn okta_patch_mode_user_lifecycle() {
 
 /// Must show 2: group push (displayName lookup, POST without externalId, GET, PUT with
 /// members, PATCH add/remove, rename, DELETE 204).
-#[tokio::test]
-async fn okta_group_push_sequence() {
-    let app = spawn_app(Backend::Sqlite, 20, 3, AppConfig::default()).await;
+async fn okta_group_push_sequence(backend: Backend) {
+    let app = spawn_app(backend, 20, 3, AppConfig::default()).await;
     let d = app.daemon().await;
     let base = d.scim(SCRATCH);
     let mut users = Vec::new();
@@ -257,9 +255,8 @@ async fn okta_group_push_sequence() {
 }
 
 /// Must show 2: the required checks of Okta's SCIM 2.0 SPEC test (Runscope), reproduced.
-#[tokio::test]
-async fn okta_spec_test_required_checks() {
-    let app = spawn_app(Backend::Sqlite, 20, 3, AppConfig::default()).await;
+async fn okta_spec_test_required_checks(backend: Backend) {
+    let app = spawn_app(backend, 20, 3, AppConfig::default()).await;
     let d = app.daemon().await;
     let base = d.scim(SCRATCH);
     // "Create at least one user in your SCIM server before running."
@@ -443,9 +440,8 @@ async fn push_and_pull_converge() {
 }
 
 /// Must show 4: bad input of every kind is a clear SCIM error, and nothing is stored.
-#[tokio::test]
-async fn bad_input_is_a_scim_error_and_stores_nothing() {
-    let app = spawn_app(Backend::Sqlite, 20, 3, AppConfig::default()).await;
+async fn bad_input_is_a_scim_error_and_stores_nothing(backend: Backend) {
+    let app = spawn_app(backend, 20, 3, AppConfig::default()).await;
     let d = app.daemon().await;
     let base = d.scim(SCRATCH);
     let (_, first) = d
@@ -578,4 +574,44 @@ async fn bad_input_is_a_scim_error_and_stores_nothing() {
         all["totalResults"], 1,
         "nothing stored by bad requests: {all}"
     );
+}
+
+#[tokio::test]
+async fn okta_put_mode_user_lifecycle_sqlite() {
+    okta_put_mode_user_lifecycle(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn okta_put_mode_user_lifecycle_postgres() {
+    okta_put_mode_user_lifecycle(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn okta_group_push_sequence_sqlite() {
+    okta_group_push_sequence(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn okta_group_push_sequence_postgres() {
+    okta_group_push_sequence(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn okta_spec_test_required_checks_sqlite() {
+    okta_spec_test_required_checks(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn okta_spec_test_required_checks_postgres() {
+    okta_spec_test_required_checks(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_scim_error_and_stores_nothing_sqlite() {
+    bad_input_is_a_scim_error_and_stores_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_scim_error_and_stores_nothing_postgres() {
+    bad_input_is_a_scim_error_and_stores_nothing(Backend::Postgres).await;
 }
