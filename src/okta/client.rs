@@ -45,8 +45,14 @@ pub struct OktaClient {
     settings: ClientSettings,
     limits: RateLimits,
     items_read: Arc<AtomicU64>,
-    /// Tokens and DPoP proofs, when `auth` is `Auth::OAuth`.
-    oauth: Option<OAuthClient>,
+    authorizer: Authorizer,
+}
+
+/// `ClientSettings::auth`, ready to sign requests.
+enum Authorizer {
+    Ssws(Credential),
+    /// Tokens and DPoP proofs (boxed: far larger than a token).
+    OAuth(Box<OAuthClient>),
 }
 
 /// One page of a listing.
@@ -64,9 +70,12 @@ impl OktaClient {
             .build()
             .map_err(|e| OktaError::Setup(e.to_string()))?;
         let limits = RateLimits::new(settings.rate_limit_share, settings.rate_limit_window);
-        let oauth = match &settings.auth {
-            Auth::Ssws(_) => None,
-            Auth::OAuth(oauth) => Some(OAuthClient::new(
+        let authorizer = match &settings.auth {
+            Auth::Ssws(token) => Authorizer::Ssws(Credential {
+                scheme: Scheme::Ssws,
+                value: token.clone(),
+            }),
+            Auth::OAuth(oauth) => Authorizer::OAuth(Box::new(OAuthClient::new(
                 oauth.clone(),
                 &settings.org_url,
                 TokenThrottle {
@@ -74,14 +83,14 @@ impl OktaClient {
                     max_wait: limits.max_wait(),
                     margin: limits.margin(),
                 },
-            )?),
+            )?)),
         };
         Ok(Self {
             limits,
             http,
             settings,
             items_read: Arc::new(AtomicU64::new(0)),
-            oauth,
+            authorizer,
         })
     }
 
@@ -109,24 +118,20 @@ impl OktaClient {
     /// The credential for the next request: the API token, or an OAuth access token
     /// (fetched or refreshed first, outside the API buckets' pacing).
     async fn credential(&self) -> Result<Credential, OktaError> {
-        match (&self.oauth, &self.settings.auth) {
-            (Some(oauth), _) => oauth.credential(&self.http).await,
-            (None, Auth::Ssws(token)) => Ok(Credential {
-                scheme: Scheme::Ssws,
-                value: token.clone(),
-            }),
-            (None, Auth::OAuth(_)) => Err(OktaError::Setup("OAuth client not set up".into())),
+        match &self.authorizer {
+            Authorizer::Ssws(token) => Ok(token.clone()),
+            Authorizer::OAuth(oauth) => oauth.credential(&self.http).await,
         }
     }
 
     /// `Authorization`, plus a fresh DPoP proof for DPoP tokens (one per request and retry).
     fn auth_headers(&self, url: &Url, credential: &Credential) -> Result<HeaderMap, OktaError> {
-        match &self.oauth {
-            Some(oauth) => oauth.request_headers(&Method::GET, url, credential),
-            None => Ok(HeaderMap::from_iter([(
+        match &self.authorizer {
+            Authorizer::Ssws(_) => Ok(HeaderMap::from_iter([(
                 AUTHORIZATION,
                 credential.header()?,
             )])),
+            Authorizer::OAuth(oauth) => oauth.request_headers(&Method::GET, url, credential),
         }
     }
 
@@ -172,7 +177,7 @@ impl OktaClient {
                 continue;
             }
             self.limits.observe(bucket, &headers);
-            if let Some(oauth) = &self.oauth {
+            if let Authorizer::OAuth(oauth) = &self.authorizer {
                 oauth.observe(response.headers());
                 if oauth
                     .retry_rejected(

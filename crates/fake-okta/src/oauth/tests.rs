@@ -297,11 +297,11 @@ async fn client_assertions_must_verify_and_stay_within_okta_limits() {
         assert_eq!(r.status, status, "{nth} use of one assertion");
     }
     // Scopes the app was not granted.
-    let nonce = fake_nonce(&base).await;
-    let r = token_request(
+    let r = grant(
         &base,
-        Some(client.token_proof(&base, Some(&nonce))),
-        &form(&client.good_assertion(&base), "okta.users.manage"),
+        &client,
+        &client.good_assertion(&base),
+        "okta.users.manage",
     )
     .await;
     assert_eq!(
