@@ -17,7 +17,7 @@ use crate::okta::{Auth, ClientSettings, OktaClient};
 use crate::reconcile::cycle::{CycleOptions, WorkspaceSpec, run_cycle};
 use crate::render;
 use crate::store::Store;
-use crate::targets::local::LocalTarget;
+use crate::targets::Targets;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -383,7 +383,7 @@ pub async fn cycle(
     let specs = workspace_specs(settings, only)?;
     let store = open_store(settings).await?;
     let client = okta_client(settings)?;
-    let target = LocalTarget::new(store.clone());
+    let target = Targets::new(&store, &settings.workspaces).map_err(anyhow::Error::msg)?;
     let progress_line = ProgressLine::start(client.items_read());
     let line = progress_line.clone();
     let progress = move |done: usize, total: usize| {

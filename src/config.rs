@@ -151,12 +151,33 @@ struct RawWorkspace {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // base_url, token and update_method are read by the scim target
 struct RawTarget {
     kind: String,
     base_url: Option<String>,
     token: Option<SecretString>,
     update_method: Option<String>,
+    /// Requests in flight at once to the target.
+    max_in_flight: Option<usize>,
+    request_timeout: Option<String>,
+}
+
+/// Where a workspace's operations land.
+#[derive(Clone)]
+pub enum TargetSettings {
+    /// The store itself, served over inbound SCIM.
+    Local,
+    /// A downstream SCIM 2.0 service provider, provisioned as Okta's own client would.
+    Scim(ScimTargetSettings),
+}
+
+#[derive(Clone)]
+pub struct ScimTargetSettings {
+    pub base_url: url::Url,
+    pub token: SecretString,
+    /// Okta's App-Integration-Wizard behaviour (GET then PUT) or OIN's (PATCH).
+    pub use_patch: bool,
+    pub max_in_flight: usize,
+    pub request_timeout: Duration,
 }
 
 fn default_scopes() -> String {
@@ -235,6 +256,7 @@ pub struct WorkspaceSettings {
     pub scim_token_sha256: Option<String>,
     /// Whether cycles reconcile this workspace from Okta (`pull`, default true).
     pub pull: bool,
+    pub target: TargetSettings,
 }
 
 /// The config file: `--config`, else `$OKTASYNC_CONFIG`, else `config/oktasync.toml`.
@@ -448,19 +470,61 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
                 OnUnlink::Keep
             }
         };
-        if let Some(target) = &ws.target {
-            match target.kind.as_str() {
-                "local" => {}
-                "scim" => problems.push(problem(
-                    &key("target.kind"),
-                    "the \"scim\" target is not supported by this version yet",
-                )),
-                other => problems.push(problem(
-                    &key("target.kind"),
-                    &format!("{other:?} is neither \"local\" nor \"scim\""),
-                )),
+        let target = match &ws.target {
+            None => TargetSettings::Local,
+            Some(t) if t.kind == "local" => TargetSettings::Local,
+            Some(t) if t.kind == "scim" => {
+                let base_url = match &t.base_url {
+                    Some(u) => check_url(&key("target.base_url"), u, &mut problems),
+                    None => {
+                        problems.push(problem(
+                            &key("target.base_url"),
+                            "missing: the SCIM base URL of the workspace",
+                        ));
+                        None
+                    }
+                };
+                if t.token.is_none() {
+                    problems.push(problem(
+                        &key("target.token"),
+                        "missing: the bearer token of the workspace's SCIM endpoint",
+                    ));
+                }
+                let use_patch = match t.update_method.as_deref() {
+                    None | Some("put") => false,
+                    Some("patch") => true,
+                    Some(other) => {
+                        problems.push(problem(
+                            &key("target.update_method"),
+                            &format!("{other:?} is neither \"put\" nor \"patch\""),
+                        ));
+                        false
+                    }
+                };
+                let timeout = duration(
+                    &key("target.request_timeout"),
+                    t.request_timeout.as_deref().unwrap_or("30s"),
+                    &mut problems,
+                );
+                match (base_url, &t.token) {
+                    (Some(base_url), Some(token)) => TargetSettings::Scim(ScimTargetSettings {
+                        base_url,
+                        token: token.clone(),
+                        use_patch,
+                        max_in_flight: t.max_in_flight.unwrap_or(8).clamp(1, 64),
+                        request_timeout: timeout,
+                    }),
+                    _ => TargetSettings::Local,
+                }
             }
-        }
+            Some(t) => {
+                problems.push(problem(
+                    &key("target.kind"),
+                    &format!("{:?} is neither \"local\" nor \"scim\"", t.kind),
+                ));
+                TargetSettings::Local
+            }
+        };
         workspaces.push(WorkspaceSettings {
             policy: WorkspacePolicy {
                 workspace_id: ws.id,
@@ -474,6 +538,7 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
             scim_token: ws.scim_token,
             scim_token_sha256: ws.scim_token_sha256,
             pull: ws.pull.unwrap_or(true),
+            target,
         });
     }
 

@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 
 use crate::scim_wire::ScimError;
 use crate::store::Store;
-use crate::targets::local::LocalTarget;
+use crate::targets::Targets;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -61,7 +61,7 @@ impl TokenHash {
 
 pub struct ScimState {
     pub store: Store,
-    pub target: LocalTarget,
+    pub target: Targets,
     tokens: HashMap<String, TokenHash>,
     /// Compared against when the workspace is unknown, so that an unknown workspace and a
     /// wrong token take the same time and give the same answer.
@@ -71,11 +71,17 @@ pub struct ScimState {
 impl ScimState {
     pub fn new(store: Store, tokens: HashMap<String, TokenHash>) -> Self {
         Self {
-            target: LocalTarget::new(store.clone()),
+            target: Targets::local_only(&store),
             store,
             tokens,
             decoy: TokenHash::of(&uuid::Uuid::new_v4().to_string()),
         }
+    }
+
+    /// Routes writes of workspaces with a downstream target to it.
+    pub fn with_targets(mut self, targets: Targets) -> Self {
+        self.target = targets;
+        self
     }
 
     fn authorized(&self, workspace_id: &str, authorization: Option<&str>) -> bool {

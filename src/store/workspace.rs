@@ -468,3 +468,127 @@ impl Store {
         Ok(())
     }
 }
+
+/// The store as the mirror of a downstream SCIM workspace: objects recorded under the
+/// target's own ids, with their Okta anchors.
+impl Store {
+    /// Records a user as the target holds it. `okta_id` None keeps the anchor the row has.
+    pub async fn record_user(
+        &self,
+        ws: &str,
+        id: &str,
+        okta_id: Option<&str>,
+        doc: &Value,
+    ) -> Result<(), StoreError> {
+        let now = now_millis();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let existing: Option<(Option<String>,)> =
+                sqlx::query_as("SELECT okta_id FROM workspace_users WHERE workspace_id = $1 AND id = $2")
+                    .bind(ws)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let anchor = okta_id.map(str::to_owned).or(existing.and_then(|(a,)| a));
+            if let Some(anchor) = &anchor {
+                // The anchor moves to this id (the target re-created or re-identified it).
+                sqlx::query("DELETE FROM workspace_users WHERE workspace_id = $1 AND okta_id = $2 AND id <> $3")
+                    .bind(ws)
+                    .bind(anchor)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            write_user!(tx, ws, &UserWrite { id, okta_id: anchor.as_deref(), doc, pushed: false }, now)?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Records a group as the target holds it. `okta_group_id` None keeps the row's link.
+    pub async fn record_group(
+        &self,
+        ws: &str,
+        id: &str,
+        okta_group_id: Option<&str>,
+        doc: &Value,
+    ) -> Result<(), StoreError> {
+        let now = now_millis();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let existing: Option<(Option<String>,)> =
+                sqlx::query_as("SELECT okta_group_id FROM workspace_groups WHERE workspace_id = $1 AND id = $2")
+                    .bind(ws)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let link = okta_group_id.map(str::to_owned).or(existing.and_then(|(a,)| a));
+            write_group!(tx, ws, &GroupWrite { id, okta_group_id: link.as_deref(), doc, pushed: false }, now)?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Forgets the users (or groups) the target no longer lists.
+    pub async fn forget_missing(
+        &self,
+        ws: &str,
+        groups: bool,
+        listed: &[String],
+    ) -> Result<u64, StoreError> {
+        let sql = if groups {
+            "SELECT id FROM workspace_groups WHERE workspace_id = $1"
+        } else {
+            "SELECT id FROM workspace_users WHERE workspace_id = $1"
+        };
+        let ids: Vec<(String,)> =
+            on_pool!(self, pool => sqlx::query_as(sql).bind(ws).fetch_all(pool).await?);
+        let listed: std::collections::HashSet<&String> = listed.iter().collect();
+        let mut forgotten = 0;
+        for (id,) in ids.into_iter().filter(|(id,)| !listed.contains(id)) {
+            on_pool!(self, pool => {
+                let mut tx = pool.begin_write().await?;
+                if groups {
+                    sqlx::query("DELETE FROM workspace_groups WHERE workspace_id = $1 AND id = $2")
+                        .bind(ws).bind(&id).execute(&mut *tx).await?;
+                } else {
+                    sqlx::query("DELETE FROM workspace_group_members WHERE workspace_id = $1 AND user_id = $2")
+                        .bind(ws).bind(&id).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM workspace_users WHERE workspace_id = $1 AND id = $2")
+                        .bind(ws).bind(&id).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            });
+            forgotten += 1;
+        }
+        Ok(forgotten)
+    }
+
+    /// The id and document of the object recorded for an Okta user (or group).
+    pub async fn mirrored(
+        &self,
+        ws: &str,
+        group: bool,
+        okta_id: &str,
+    ) -> Result<Option<(String, Value)>, StoreError> {
+        let sql = if group { PUSHED_GROUP } else { MANAGED_USER };
+        let row: Option<(String, String)> = on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(ws)
+            .bind(okta_id)
+            .fetch_optional(pool)
+            .await?);
+        row.map(|(id, doc)| Ok((id, parse_doc(&doc)?))).transpose()
+    }
+
+    /// The document of a user recorded under id.
+    pub async fn user_doc(&self, ws: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        let row: Option<(String,)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT doc FROM workspace_users WHERE workspace_id = $1 AND id = $2",
+        )
+        .bind(ws)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?);
+        row.map(|(doc,)| parse_doc(&doc)).transpose()
+    }
+}

@@ -1,4 +1,60 @@
 //! Workspace targets: where the engine's operations land. `local` keeps the workspace in
-//! oktasync's own store (served over SCIM); a downstream `scim` target comes next.
+//! oktasync's store (served over inbound SCIM); `scim` provisions a downstream SCIM 2.0
+//! service provider. `Targets` routes each workspace to its own.
 
 pub mod local;
+pub mod scim;
+
+use std::collections::HashMap;
+
+use crate::config::{TargetSettings, WorkspaceSettings};
+use crate::model::WorkspaceState;
+use crate::reconcile::plan::Operation;
+use crate::reconcile::ports::{TargetError, WorkspaceTarget};
+use crate::store::Store;
+
+pub struct Targets {
+    local: local::LocalTarget,
+    scim: HashMap<String, scim::ScimTarget>,
+}
+
+impl Targets {
+    pub fn new(store: &Store, workspaces: &[WorkspaceSettings]) -> Result<Self, String> {
+        let mut scim = HashMap::new();
+        for ws in workspaces {
+            if let TargetSettings::Scim(settings) = &ws.target {
+                let target = scim::ScimTarget::new(settings, store.clone())
+                    .map_err(|e| format!("workspace {}: {e}", ws.policy.workspace_id))?;
+                scim.insert(ws.policy.workspace_id.clone(), target);
+            }
+        }
+        Ok(Self {
+            local: local::LocalTarget::new(store.clone()),
+            scim,
+        })
+    }
+
+    /// Only the local store, for commands that never reach a downstream target.
+    pub fn local_only(store: &Store) -> Self {
+        Self {
+            local: local::LocalTarget::new(store.clone()),
+            scim: HashMap::new(),
+        }
+    }
+}
+
+impl WorkspaceTarget for Targets {
+    async fn load(&self, workspace_id: &str) -> Result<WorkspaceState, TargetError> {
+        match self.scim.get(workspace_id) {
+            Some(target) => target.load(workspace_id).await,
+            None => self.local.load(workspace_id).await,
+        }
+    }
+
+    async fn execute(&self, workspace_id: &str, operation: &Operation) -> Result<(), TargetError> {
+        match self.scim.get(workspace_id) {
+            Some(target) => target.execute(workspace_id, operation).await,
+            None => self.local.execute(workspace_id, operation).await,
+        }
+    }
+}

@@ -7,4 +7,5 @@ mod okta_client;
 mod okta_oauth;
 mod pipeline;
 mod scim;
+mod scim_target;
 mod store_conformance;
