@@ -4,6 +4,8 @@
 mod config_cli;
 mod helpers;
 mod okta_client;
+mod okta_conformance;
+mod okta_faults;
 mod okta_oauth;
 mod pipeline;
 mod scim;

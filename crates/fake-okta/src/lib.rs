@@ -162,6 +162,7 @@ impl FakeOkta {
             api_token: options.api_token.clone(),
             oauth: oauth::OAuth::new(oauth_app),
             base_url: base_url.clone(),
+            public_url: RwLock::new(None),
         });
         let app = api::router(shared).into_make_service_with_connect_info::<SocketAddr>();
         let (stop, stopped) = oneshot::channel::<()>();

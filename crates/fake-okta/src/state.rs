@@ -28,6 +28,9 @@ pub struct Shared {
     pub oauth: OAuth,
     /// `http://127.0.0.1:PORT`, used when a request has no usable `Host` header.
     pub base_url: String,
+    /// The origin clients reach the fake at when a proxy in front of it rewrites `Host`
+    /// (Prism's validating proxy does): set with `PUT /__admin/public-url`.
+    pub public_url: RwLock<Option<String>>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -44,8 +47,17 @@ impl Shared {
     }
 
     /// The origin the client used (links must point back at the address it can reach, e.g.
-    /// through a proxy), falling back to the bound address.
+    /// through a proxy), falling back to the bound address. A configured public URL wins:
+    /// behind a proxy that rewrites `Host`, it is the only origin the client knows.
     pub fn base_for(&self, headers: &HeaderMap) -> String {
+        if let Some(public) = self
+            .public_url
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            return public.clone();
+        }
         headers
             .get(HOST)
             .and_then(|h| h.to_str().ok())

@@ -1,5 +1,6 @@
-//! Admin controls that are not org data: faults, stats, the clock, rate-limit windows and
-//! the OAuth service app (its nonce and tokens).
+//! Admin controls that are not org data: faults, stats, the clock, rate-limit windows, the
+//! public URL (for a proxy in front of the fake) and the OAuth service app (its nonce and
+//! tokens).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -51,6 +52,42 @@ pub async fn reset_stats(State(st): State<AppState>) -> StatusCode {
 pub async fn reset_rate_limits(State(st): State<AppState>) -> StatusCode {
     st.limiter.reset();
     StatusCode::NO_CONTENT
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicUrlBody {
+    url: Option<String>,
+}
+
+/// Sets (or with `{"url": null}` clears) the origin put in `link` headers, `_links` and
+/// expected in DPoP `htu` and client-assertion `aud`: the proxy's, when a proxy in front of
+/// the fake rewrites `Host` to the fake's address (Prism's validating proxy does).
+pub async fn public_url(State(st): State<AppState>, body: Bytes) -> Result<Json<Value>, OktaError> {
+    let req: PublicUrlBody = parse_body(&body)?;
+    let url = match req.url {
+        Some(url) => Some(origin(&url).ok_or_else(|| {
+            OktaError::validation(format!(
+                "url {url:?} must be an origin like http://127.0.0.1:8080 (no path)"
+            ))
+        })?),
+        None => None,
+    };
+    tracing::info!(url = ?url, "admin: public URL set");
+    *st.public_url.write().unwrap_or_else(|e| e.into_inner()) = url.clone();
+    Ok(Json(json!({ "url": url })))
+}
+
+/// `scheme://host[:port]` without a trailing slash, or `None` for anything else.
+fn origin(url: &str) -> Option<String> {
+    let url = url.trim().trim_end_matches('/');
+    let (scheme, authority) = url.split_once("://")?;
+    let scheme_ok = scheme == "http" || scheme == "https";
+    let authority_ok = !authority.is_empty()
+        && authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    (scheme_ok && authority_ok).then(|| url.to_owned())
 }
 
 #[derive(Debug, Deserialize)]

@@ -68,6 +68,7 @@ pub fn router() -> Router<AppState> {
         .route("/__admin/stats/reset", post(control::reset_stats))
         .route("/__admin/clock", post(control::clock))
         .route("/__admin/ratelimit/reset", post(control::reset_rate_limits))
+        .route("/__admin/public-url", put(control::public_url))
         .route("/__admin/oauth", get(control::oauth_state))
         .route("/__admin/oauth/rotate-nonce", post(control::rotate_nonce))
         .route("/__admin/oauth/expire-tokens", post(control::expire_tokens))

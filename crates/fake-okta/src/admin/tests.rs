@@ -540,3 +540,43 @@ async fn state_shape_and_clock() {
     assert!((0..=61).contains(&(reset - date(&after))));
     fake.shutdown().await;
 }
+
+/// Behind a proxy that rewrites `Host` (Prism's validating proxy), links must still name the
+/// origin the client reached: the admin-set public URL, until it is cleared.
+#[tokio::test]
+async fn public_url_names_the_proxy_in_links_until_cleared() {
+    let fake = start(Options::default()).await;
+    let base = fake.base_url();
+    let set = admin(
+        &base,
+        "PUT",
+        "/__admin/public-url",
+        Some(r#"{"url":"http://127.0.0.1:4010/"}"#),
+    )
+    .await;
+    assert_eq!(set.status, 200);
+    assert_eq!(set.json()["url"], "http://127.0.0.1:4010");
+    let page = get(&base, "/api/v1/users?limit=10").await;
+    let next = page.link("next").unwrap();
+    assert!(
+        next.starts_with("http://127.0.0.1:4010/api/v1/users?"),
+        "{next}"
+    );
+    assert!(
+        page.json()[0]["_links"]["self"]["href"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:4010/")
+    );
+    for bad in [
+        r#"{"url":"ftp://x"}"#,
+        r#"{"url":"http://x/path"}"#,
+        r#"{"uri":"x"}"#,
+    ] {
+        let r = admin(&base, "PUT", "/__admin/public-url", Some(bad)).await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    admin(&base, "PUT", "/__admin/public-url", Some(r#"{"url":null}"#)).await;
+    let page = get(&base, "/api/v1/users?limit=10").await;
+    assert!(page.link("next").unwrap().starts_with(&base));
+}
