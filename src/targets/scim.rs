@@ -665,8 +665,9 @@ impl ScimTarget {
             }
             start += resources.len();
         }
-        // Only a complete listing proves what vanished.
-        if total.is_none_or(|t| listed.len() as u64 >= t) {
+        // Only a complete listing proves what vanished; a server that lists nothing without
+        // a filter (Bytebase) proves nothing.
+        if !listed.is_empty() && total.is_none_or(|t| listed.len() as u64 >= t) {
             self.store
                 .forget_missing(ws, group, &listed)
                 .await

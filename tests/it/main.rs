@@ -2,6 +2,7 @@
 //! its fake Okta), against SQLite and PostgreSQL.
 
 mod config_cli;
+mod daemon;
 mod helpers;
 mod okta_client;
 mod okta_conformance;
@@ -10,4 +11,5 @@ mod okta_oauth;
 mod pipeline;
 mod scim;
 mod scim_target;
+mod scim_target_faults;
 mod store_conformance;
