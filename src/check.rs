@@ -36,7 +36,7 @@ pub async fn check_config(settings: &Settings) -> anyhow::Result<u8> {
         Err(e) => Err(e.to_string()),
     };
     report(
-        "okta.org_url + okta.api_token",
+        "okta.org_url + credentials",
         users.map(|()| format!("{} answers, token can list users", settings.okta.org_url)),
     );
     for ws in &settings.workspaces {

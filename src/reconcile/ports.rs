@@ -8,7 +8,8 @@ use std::future::Future;
 use crate::model::{OktaGroupId, OktaSnapshot, WorkspaceState};
 use crate::reconcile::plan::Operation;
 
-/// Which groups' memberships to read, decided once groups and app assignments are known.
+/// Which groups' memberships to read, decided once groups, app group assignments and push
+/// mappings are known (before the app's users are read, so members and users load together).
 pub type GroupSelection<'a> = &'a (dyn Fn(&OktaSnapshot) -> BTreeSet<OktaGroupId> + Send + Sync);
 
 pub struct ReadRequest<'a> {
