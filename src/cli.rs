@@ -17,6 +17,7 @@ use crate::okta::{Auth, ClientSettings, OktaClient};
 use crate::reconcile::cycle::{CycleOptions, WorkspaceSpec, run_cycle};
 use crate::render;
 use crate::store::Store;
+use crate::store::runs::Trigger;
 use crate::targets::Targets;
 
 #[derive(Parser, Debug)]
@@ -50,8 +51,25 @@ pub enum OutputFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// The daemon: scheduled cycles plus the HTTP server (SCIM, /healthz, /readyz).
+    /// The daemon: scheduled cycles plus the HTTP server (SCIM, /healthz, /readyz,
+    /// /metrics, POST /admin/sync). SIGTERM stops it cleanly; SIGHUP reloads the config.
     Run,
+    /// The leader, the last cycles, held plans and failing objects.
+    Status {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// The journal of operations, newest last.
+    History {
+        /// From this time: RFC 3339 (2026-01-31T12:00:00Z) or a duration ago (2h, 30m).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// At most this many entries (the newest).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
     /// Run one cycle (read Okta, plan, apply), then exit.
     Sync {
         /// Read everything (the only mode in this version; accepted for scripts).
@@ -228,6 +246,12 @@ async fn dispatch(cli: Cli) -> Result<u8, CommandError> {
             Ok(0)
         }
         Command::Demo { dir, users, groups } => Ok(crate::demo::run(dir, users, groups).await?),
+        Command::Run => {
+            // The daemon keeps the path: SIGHUP reads the file again.
+            let path = config_path(cli.config);
+            let settings = config::load(&path)?;
+            crate::daemon::run(settings, path).await
+        }
         command => {
             let settings = config::load(&config_path(cli.config))?;
             run_command(command, settings).await
@@ -332,7 +356,12 @@ impl ProgressLine {
 
 async fn run_command(command: Command, settings: Settings) -> Result<u8, CommandError> {
     match command {
-        Command::Run => Ok(crate::daemon::run(settings).await?),
+        Command::Status { format } => Ok(crate::status::status(&settings, format).await?),
+        Command::History {
+            since,
+            limit,
+            format,
+        } => crate::status::history(&settings, since.as_deref(), limit, format).await,
         Command::Migrate => {
             let store = open_store(&settings).await?;
             println!("migrations applied ({})", store.backend());
@@ -368,7 +397,8 @@ async fn run_command(command: Command, settings: Settings) -> Result<u8, Command
             workspace,
             format,
         } => cycle(&settings, workspace.as_deref(), dry_run, force, format).await,
-        Command::FakeOkta(_) | Command::Demo { .. } => Ok(0),
+        // Handled by `dispatch`.
+        Command::Run | Command::FakeOkta(_) | Command::Demo { .. } => Ok(0),
     }
 }
 
@@ -390,10 +420,20 @@ pub async fn cycle(
         line.total.store(total as u64, Ordering::Relaxed);
         line.applied.store(done as u64, Ordering::Relaxed);
     };
+    // Serialised with every other cycle on this store (a running daemon's included).
+    let instance = crate::store::locks::instance_name();
+    let lock = store
+        .lock_cycles(&instance)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let run = store
+        .begin_run(&lock, Trigger::Cli, true, &instance)
+        .await
+        .map_err(anyhow::Error::from)?;
     let report = run_cycle(
         &client,
         &target,
-        &store,
+        &run.state(&store),
         &specs,
         CycleOptions {
             dry_run,
@@ -402,8 +442,12 @@ pub async fn cycle(
         },
         &progress,
     )
-    .await
-    .map_err(anyhow::Error::from)?;
+    .await;
+    if let Err(e) = store.end_run(&run).await {
+        tracing::warn!(error = %e, "cannot close the run's cycles: the next run will");
+    }
+    lock.release().await;
+    let report = report.map_err(anyhow::Error::from)?;
     progress_line.finish();
     for (bucket, stats) in client.rate_limits().stats() {
         tracing::debug!(bucket = bucket.as_str(), calls = stats.calls, throttled = stats.throttled, limit = ?stats.limit, "Okta calls");

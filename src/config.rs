@@ -93,12 +93,22 @@ impl Default for RawStore {
 struct RawServer {
     #[serde(default = "default_listen")]
     listen: String,
+    /// Bearer token for `POST /admin/sync` (kept only as its SHA-256); none: no admin API.
+    admin_token: Option<SecretString>,
+    /// The SHA-256 (hex) of the admin token, so the token itself need not be in the file.
+    admin_token_sha256: Option<String>,
+    /// How long `/readyz` trusts its last check of the Okta credentials.
+    #[serde(default = "default_okta_check_ttl")]
+    okta_check_ttl: String,
 }
 
 impl Default for RawServer {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            admin_token: None,
+            admin_token_sha256: None,
+            okta_check_ttl: default_okta_check_ttl(),
         }
     }
 }
@@ -201,6 +211,9 @@ fn default_retries() -> usize {
 fn default_store_url() -> String {
     "sqlite://data/oktasync.db".into()
 }
+fn default_okta_check_ttl() -> String {
+    "30s".into()
+}
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
@@ -223,6 +236,9 @@ pub struct Settings {
     pub okta: OktaSettings,
     pub store_url: String,
     pub listen: SocketAddr,
+    /// SHA-256 of `server.admin_token` (or `server.admin_token_sha256`).
+    pub admin_token_sha256: Option<[u8; 32]>,
+    pub okta_check_ttl: Duration,
     pub interval: Duration,
     pub full_every: Duration,
     pub thresholds: Thresholds,
@@ -387,6 +403,16 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
             "must start with sqlite:// or postgres://",
         ));
     }
+    let admin_token_sha256 = admin_token_hash(
+        raw.server.admin_token.as_ref(),
+        raw.server.admin_token_sha256.as_deref(),
+        &mut problems,
+    );
+    let okta_check_ttl = duration(
+        "server.okta_check_ttl",
+        &raw.server.okta_check_ttl,
+        &mut problems,
+    );
     let listen = raw.server.listen.parse::<SocketAddr>().unwrap_or_else(|e| {
         problems.push(problem(
             "server.listen",
@@ -554,6 +580,8 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
             },
             store_url: raw.store.url,
             listen,
+            admin_token_sha256,
+            okta_check_ttl,
             interval,
             full_every,
             thresholds: Thresholds {
@@ -563,6 +591,55 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
             workspaces,
         }),
         _ => Err(ConfigError::Invalid(problems)),
+    }
+}
+
+/// At most one of `server.admin_token` and `server.admin_token_sha256`, as a SHA-256.
+fn admin_token_hash(
+    token: Option<&SecretString>,
+    hex: Option<&str>,
+    problems: &mut Vec<Problem>,
+) -> Option<[u8; 32]> {
+    use secrecy::ExposeSecret;
+    use sha2::Digest;
+    match (token, hex) {
+        (Some(_), Some(_)) => {
+            problems.push(problem(
+                "server.admin_token_sha256",
+                "set either server.admin_token or server.admin_token_sha256, not both",
+            ));
+            None
+        }
+        (Some(token), None) if token.expose_secret().trim().len() < 16 => {
+            problems.push(problem(
+                "server.admin_token",
+                "must be at least 16 characters (it guards POST /admin/sync)",
+            ));
+            None
+        }
+        (Some(token), None) => {
+            Some(sha2::Sha256::digest(token.expose_secret().trim().as_bytes()).into())
+        }
+        (None, Some(hex)) => {
+            let bytes: Option<Vec<u8>> = (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|b| u8::from_str_radix(b, 16).ok())
+                })
+                .collect();
+            match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                Some(hash) => Some(hash),
+                None => {
+                    problems.push(problem(
+                        "server.admin_token_sha256",
+                        "must be 64 hexadecimal characters (a SHA-256)",
+                    ));
+                    None
+                }
+            }
+        }
+        (None, None) => None,
     }
 }
 

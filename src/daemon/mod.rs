@@ -1,50 +1,40 @@
-//! `oktasync run`: the HTTP server and the scheduler in one process. Cycles run at start
-//! and then every `sync.interval`, never overlapping (a tick that comes while a cycle runs
-//! is skipped). SIGTERM or SIGINT stop taking work, let the current cycle finish within a
-//! deadline, and exit 0. systemd is told READY once serving, and WATCHDOG from the loop.
+//! `oktasync run`: the daemon. It opens the store (migrations), joins the leader election
+//! (on SQLite: refuses to start beside another daemon), serves HTTP (SCIM on every
+//! instance, `/healthz`, `/readyz`, `/metrics`, `POST /admin/sync`), tells systemd READY,
+//! and runs the scheduler (`scheduler.rs`) until SIGTERM or SIGINT: then it takes no new
+//! work, stops the current cycle after its current operation (`gate.rs`), gives up
+//! leadership and exits 0 within `SHUTDOWN_DEADLINE`. SIGHUP re-reads the configuration
+//! file: an invalid one is rejected and the settings in effect are kept.
 
+pub mod gate;
+pub mod scheduler;
+pub mod shared;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::time::MissedTickBehavior;
-use tokio_util::sync::CancellationToken;
-
-use crate::cli::{okta_client, open_store};
-use crate::config::Settings;
-use crate::reconcile::cycle::{CycleOptions, WorkspaceSpec, run_cycle};
-use crate::scim::{ScimState, TokenHash};
-use crate::targets::local::LocalTarget;
 use secrecy::ExposeSecret;
 
-/// How long a running cycle may take to finish after a stop signal.
+use crate::cli::{CommandError, okta_client, open_store};
+use crate::config::Settings;
+use crate::scim::{ScimState, TokenHash};
+use crate::store::locks::{LeaderError, instance_name};
+use crate::targets::Targets;
+use scheduler::Scheduler;
+use shared::Daemon;
+
+/// From a stop signal to the exit; systemd's TimeoutStopSec and Kubernetes' grace period
+/// (30 s) leave room beyond it.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(25);
+/// The part of it the current cycle may use to reach a clean stopping point.
+const CYCLE_GRACE: Duration = Duration::from_secs(20);
 
-async fn stop_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-
-pub async fn run(settings: Settings) -> anyhow::Result<u8> {
-    let store = open_store(&settings).await?;
-    let tokens = settings
+/// The inbound SCIM tokens, by workspace, as hashes.
+fn scim_tokens(settings: &Settings) -> HashMap<String, TokenHash> {
+    settings
         .workspaces
         .iter()
         .filter_map(|w| {
@@ -55,90 +45,221 @@ pub async fn run(settings: Settings) -> anyhow::Result<u8> {
             };
             hash.map(|h| (w.policy.workspace_id.clone(), h))
         })
-        .collect();
-    let state = Arc::new(ScimState::new(store.clone(), tokens));
+        .collect()
+}
+
+pub async fn run(settings: Settings, config_path: PathBuf) -> Result<u8, CommandError> {
+    // Signals first: a SIGTERM during start-up then stops the daemon cleanly too.
+    let mut signals = Signals::new()?;
+    crate::metrics::install();
+    let instance = instance_name();
+    let store = open_store(&settings).await?;
+    let leadership = store.leadership(&instance).map_err(|e| match e {
+        // Another daemon owns this SQLite database: a restart cannot fix that (exit 2, which
+        // the systemd unit does not restart on).
+        LeaderError::AlreadyRunning { .. } => CommandError::Usage(e.to_string()),
+        LeaderError::LockFile { .. } => CommandError::Runtime(e.into()),
+    })?;
+    let okta = okta_client(&settings)?;
+    // Inbound SCIM writes to a workspace with a downstream target go to that target.
+    let targets = Targets::new(&store, &settings.workspaces).map_err(anyhow::Error::msg)?;
+    let scim =
+        Arc::new(ScimState::new(store.clone(), scim_tokens(&settings)).with_targets(targets));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on server.listen = {}", settings.listen))?;
-    let address = listener.local_addr()?;
-    tracing::info!(%address, "serving SCIM, /healthz and /readyz");
-    let stop = CancellationToken::new();
-    let server_stop = stop.clone();
+    let address = listener.local_addr().map_err(anyhow::Error::from)?;
+    let daemon = Arc::new(Daemon::new(
+        instance.clone(),
+        store.clone(),
+        config_path,
+        settings,
+        okta,
+    ));
+    tracing::info!(%address, %instance, backend = store.backend(), "serving SCIM, /healthz, /readyz and /metrics");
+    let stop = daemon.stop.clone();
+    let app = crate::http::app(scim, daemon.clone());
     let server = tokio::spawn(async move {
-        axum::serve(listener, crate::http::app(state))
-            .with_graceful_shutdown(async move { server_stop.cancelled().await })
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
     });
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    match daemon.okta_credentials().await {
+        Ok(()) => tracing::info!("Okta accepts the credentials"),
+        Err(e) => {
+            tracing::warn!(error = %e, "Okta credential check failed: /readyz stays unready until it passes")
+        }
+    }
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("serving; waiting for leadership or the next cycle"),
+    ]);
+    let scheduler = tokio::spawn(Scheduler::new(daemon.clone(), leadership).run(CYCLE_GRACE));
 
-    let scheduler_stop = stop.clone();
-    let scheduler = tokio::spawn(scheduler(settings, store.clone(), scheduler_stop));
-    stop_signal().await;
-    tracing::info!("stopping: no new cycles; waiting for the current one");
+    loop {
+        match signals.next().await {
+            Signal::Stop => break,
+            Signal::Reload => reload(&daemon),
+        }
+    }
+    tracing::info!("stopping: no new cycles");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    stop.cancel();
+    daemon.stop.cancel();
+    let started = tokio::time::Instant::now();
     if tokio::time::timeout(SHUTDOWN_DEADLINE, scheduler)
         .await
         .is_err()
     {
-        tracing::warn!("the cycle did not finish in time: abandoned; the next start re-plans it");
+        tracing::warn!("the scheduler did not stop in time");
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let left = SHUTDOWN_DEADLINE.saturating_sub(started.elapsed());
+    let _ = tokio::time::timeout(left.max(Duration::from_secs(1)), server).await;
     store.close().await;
+    tracing::info!("stopped");
     Ok(0)
 }
 
-async fn scheduler(settings: Settings, store: crate::store::Store, stop: CancellationToken) {
-    let specs: Vec<WorkspaceSpec> = settings
-        .workspaces
-        .iter()
-        .filter(|w| w.pull)
-        .map(|w| WorkspaceSpec {
-            policy: w.policy.clone(),
-            plan_options: w.plan_options,
+enum Signal {
+    Stop,
+    Reload,
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            hangup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
         })
-        .collect();
-    let client = match okta_client(&settings) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the Okta client: no cycles will run");
-            return;
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => Signal::Stop,
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.hangup.recv() => Signal::Reload,
+        }
+    }
+}
+
+/// Replaces every secret of `settings` found in `text`: a syntax error in the file can
+/// quote the line it is on.
+fn redact(text: &str, settings: &Settings) -> String {
+    let mut secrets: Vec<&str> = Vec::new();
+    if let crate::config::OktaCredentials::ApiToken(token) = &settings.okta.credentials {
+        secrets.push(token.expose_secret());
+    }
+    for w in &settings.workspaces {
+        if let Some(token) = &w.scim_token {
+            secrets.push(token.expose_secret());
+        }
+    }
+    secrets
+        .into_iter()
+        .filter(|s| s.len() >= 4)
+        .fold(text.to_owned(), |t, s| t.replace(s, "[redacted]"))
+}
+
+/// The keys whose values differ, for the reload log (names only, never values).
+fn changed_keys(old: &Settings, new: &Settings) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut applied = Vec::new();
+    let mut restart = Vec::new();
+    let check = |differs: bool, key: &'static str, list: &mut Vec<&'static str>| {
+        if differs {
+            list.push(key);
         }
     };
-    let target = LocalTarget::new(store.clone());
-    let mut ticks = tokio::time::interval(settings.interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let watchdog = sd_notify::watchdog_enabled();
-    let mut watchdog_ticks =
-        tokio::time::interval(watchdog.map(|d| d / 2).unwrap_or(Duration::from_secs(3600)));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = watchdog_ticks.tick(), if watchdog.is_some() => {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-                continue;
-            }
-            _ = ticks.tick() => {}
+    check(old.interval != new.interval, "sync.interval", &mut applied);
+    check(
+        old.full_every != new.full_every,
+        "sync.full_every",
+        &mut applied,
+    );
+    check(
+        old.thresholds.max_deactivations != new.thresholds.max_deactivations,
+        "sync.max_deactivations",
+        &mut applied,
+    );
+    check(
+        old.thresholds.max_deactivation_ratio != new.thresholds.max_deactivation_ratio,
+        "sync.max_deactivation_ratio",
+        &mut applied,
+    );
+    check(
+        old.okta.org_url != new.okta.org_url,
+        "okta.org_url",
+        &mut applied,
+    );
+    check(
+        old.okta.rate_limit_share != new.okta.rate_limit_share,
+        "okta.rate_limit_share",
+        &mut applied,
+    );
+    check(
+        old.admin_token_sha256 != new.admin_token_sha256,
+        "server.admin_token",
+        &mut applied,
+    );
+    let ids = |s: &Settings| -> Vec<(String, bool)> {
+        s.workspaces
+            .iter()
+            .map(|w| (w.policy.workspace_id.clone(), w.pull))
+            .collect()
+    };
+    check(ids(old) != ids(new), "workspaces", &mut applied);
+    check(old.store_url != new.store_url, "store.url", &mut restart);
+    check(old.listen != new.listen, "server.listen", &mut restart);
+    let tokens = |s: &Settings| -> Vec<(String, Option<String>, Option<String>)> {
+        s.workspaces
+            .iter()
+            .map(|w| {
+                (
+                    w.policy.workspace_id.clone(),
+                    w.scim_token.as_ref().map(|t| t.expose_secret().to_owned()),
+                    w.scim_token_sha256.clone(),
+                )
+            })
+            .collect()
+    };
+    check(
+        tokens(old) != tokens(new),
+        "workspaces[].scim_token",
+        &mut restart,
+    );
+    (applied, restart)
+}
+
+/// SIGHUP: re-reads the configuration file. A valid one is in effect from the next cycle
+/// (interval, thresholds, workspaces, Okta settings, admin token); an invalid one is
+/// rejected and the settings in effect stay.
+fn reload(daemon: &Daemon) {
+    let old = daemon.settings();
+    let path = daemon.config_path.display().to_string();
+    let loaded = crate::config::load(&daemon.config_path)
+        .map_err(|e| e.to_string())
+        .and_then(|new| {
+            okta_client(&new)
+                .map(|c| (new, c))
+                .map_err(|e| format!("{e:#}"))
+        });
+    match loaded {
+        Err(e) => {
+            tracing::error!(path, error = %redact(&e, &old), "configuration reload rejected: the settings in effect stay");
+            crate::metrics::record_reload(false);
         }
-        let cycle = run_cycle(
-            &client,
-            &target,
-            &store,
-            &specs,
-            CycleOptions {
-                dry_run: false,
-                force: false,
-                thresholds: settings.thresholds,
-            },
-            &|_, _| {},
-        );
-        match cycle.await {
-            Ok(report) => {
-                let code = report.exit_code();
-                let summary = crate::render::report_text(&report, false);
-                tracing::info!(exit_code = code, report = %summary.trim_end(), "cycle finished");
+        Ok((new, okta)) => {
+            let (applied, restart) = changed_keys(&old, &new);
+            if !restart.is_empty() {
+                tracing::warn!(keys = ?restart, "these settings take effect only after a restart");
             }
-            Err(e) => tracing::error!(error = %e, "cycle failed"),
+            tracing::info!(path, changed = ?applied, "configuration reloaded: in effect from the next cycle");
+            daemon.replace_settings(new, okta);
+            crate::metrics::record_reload(true);
         }
     }
 }

@@ -3,8 +3,11 @@
 //! (`$N` placeholders, `ON CONFLICT`, `RETURNING`) and `on_pool!` runs it on the concrete
 //! pool, so each backend is type-checked on its own. Migrations live in one folder per
 //! backend. The store owns the workspace state of the `local` target, the journal, cycles
-//! and held plans.
+//! and held plans, and the locks that coordinate processes (`locks`).
 
+pub mod history;
+pub mod locks;
+pub mod runs;
 pub mod scim;
 mod state;
 mod workspace;

@@ -386,39 +386,7 @@ impl TestApp {
 
     /// Starts `oktasync run` on this app's config and waits until `/healthz` answers.
     pub async fn daemon(&self) -> Daemon {
-        let config = std::fs::read_to_string(&self.config).unwrap_or_default();
-        let listen = config
-            .lines()
-            .find_map(|l| l.strip_prefix("listen = "))
-            .map(|l| l.trim_matches('"').to_owned())
-            .unwrap_or_else(|| panic!("no listen in config"));
-        let child = Command::new(bin())
-            .arg("--config")
-            .arg(&self.config)
-            .arg("run")
-            .env("OKTASYNC_LOG", "oktasync=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn oktasync run: {e}"));
-        let daemon = Daemon {
-            child,
-            base: format!("http://{listen}"),
-            http: reqwest::Client::new(),
-        };
-        for _ in 0..200 {
-            if let Ok(r) = daemon
-                .http
-                .get(format!("{}/healthz", daemon.base))
-                .send()
-                .await
-                && r.status().is_success()
-            {
-                return daemon;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("oktasync run did not answer /healthz on {listen}");
+        self.spawn_daemon(DaemonOptions::default()).await
     }
 
     pub async fn workspace(&self) -> WorkspaceState {
@@ -465,4 +433,172 @@ pub fn ops(ws: &Value) -> Vec<(String, String)> {
 
 pub fn op(kind: &str, id: &str) -> (String, String) {
     (kind.to_owned(), id.to_owned())
+}
+
+/// How to start a daemon beyond what `TestApp::daemon` does.
+#[derive(Default)]
+pub struct DaemonOptions<'a> {
+    /// Listen here instead of on the config's `server.listen` (a second daemon on one store).
+    pub port: Option<u16>,
+    /// Global arguments before `run`, e.g. `["--log-format", "json"]`.
+    pub args: &'a [&'a str],
+    /// Where the daemon's stderr (its logs) goes; discarded when None.
+    pub log: Option<PathBuf>,
+}
+
+impl TestApp {
+    /// The directory holding this app's config and SQLite store.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Rewrites the config file (the daemon sees it on SIGHUP).
+    pub fn edit_config(&self, edit: impl FnOnce(&str) -> String) {
+        let text =
+            std::fs::read_to_string(&self.config).unwrap_or_else(|e| panic!("read config: {e}"));
+        std::fs::write(&self.config, edit(&text)).unwrap_or_else(|e| panic!("write config: {e}"));
+    }
+
+    /// Adds keys to the config's `[server]` section.
+    pub fn add_server_keys(&self, keys: &str) {
+        self.edit_config(|c| c.replacen("[server]\n", &format!("[server]\n{keys}\n"), 1));
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.store_url)
+            .await
+            .unwrap_or_else(|e| panic!("store: {e}"))
+    }
+
+    /// Starts `oktasync run` with `options` and waits until `/healthz` answers.
+    pub async fn spawn_daemon(&self, options: DaemonOptions<'_>) -> Daemon {
+        let config = std::fs::read_to_string(&self.config).unwrap_or_default();
+        let listen = match options.port {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => config
+                .lines()
+                .find_map(|l| l.strip_prefix("listen = "))
+                .map(|l| l.trim_matches('"').to_owned())
+                .unwrap_or_else(|| panic!("no listen in config")),
+        };
+        let stderr = match &options.log {
+            Some(path) => Stdio::from(
+                std::fs::File::create(path).unwrap_or_else(|e| panic!("create log: {e}")),
+            ),
+            None => Stdio::null(),
+        };
+        let child = Command::new(bin())
+            .args(options.args)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env("OKTASYNC_LOG", "oktasync=info")
+            .env("OKTASYNC_SERVER__LISTEN", &listen)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn oktasync run: {e}"));
+        let mut daemon = Daemon {
+            child,
+            base: format!("http://{listen}"),
+            http: reqwest::Client::new(),
+        };
+        for _ in 0..400 {
+            if let Ok(r) = daemon
+                .http
+                .get(format!("{}/healthz", daemon.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return daemon;
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("oktasync run exited with {status} before answering /healthz");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("oktasync run did not answer /healthz on {listen}");
+    }
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (TERM, HUP, KILL).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("kill -{name}: {e}"));
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// The exit code once the process exits, or None if it is still running after `within`.
+    pub async fn wait_exit(&mut self, within: std::time::Duration) -> Option<i32> {
+        let until = std::time::Instant::now() + within;
+        while std::time::Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// A GET on the daemon; status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        match self.http.get(format!("{}{path}", self.base)).send().await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200, "/metrics: {body}");
+        body
+    }
+}
+
+/// The value of one series in Prometheus text, named with its labels as rendered.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Polls `check` until it gives a value; panics naming `what` after `within`.
+pub async fn wait_until<T, F, Fut>(within: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = std::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs one statement as the PostgreSQL superuser on the `postgres` database (to take a
+/// test database away from its clients and give it back).
+pub async fn postgres_admin(sql: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base()))
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {}: {e}", pg_base()));
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
