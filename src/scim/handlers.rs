@@ -365,46 +365,30 @@ async fn create(
     .await
 }
 
-async fn replace(
+/// PUT (`patch` false: the body is the whole resource, read-only attributes kept) or PATCH
+/// (the body's operations applied to the stored document); both answer 200 with the
+/// resource, which Okta expects rather than 204.
+async fn update(
     state: Arc<ScimState>,
     rt: ResourceType,
     ws: String,
     id: String,
     headers: HeaderMap,
     body: Body,
+    patch: bool,
 ) -> Result<Response> {
     let input = body_json(body).await?;
     let current = fetch(&state, rt, &ws, &id).await?;
-    if let Some(given) = input.get("id").and_then(Value::as_str)
-        && given != id
-    {
-        return Err(ScimError::mutability(format!("id is {id}, not {given}")).into());
-    }
-    let doc = normalize(rt, &input)?;
-    let expected = if_match(&headers).or(Some(current.version));
-    write(
-        &state,
-        rt,
-        &ws,
-        pushed(rt, id, &doc, false, expected),
-        StatusCode::OK,
-    )
-    .await
-}
-
-async fn patch(
-    state: Arc<ScimState>,
-    rt: ResourceType,
-    ws: String,
-    id: String,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response> {
-    let input = body_json(body).await?;
-    let current = fetch(&state, rt, &ws, &id).await?;
-    let patched = super::patch::apply_patch(rt, &current.doc, &input)?;
-    let doc = normalize(rt, &patched)?;
-    // Okta expects 200 with the resource, not 204.
+    let doc = if patch {
+        normalize(rt, &super::patch::apply_patch(rt, &current.doc, &input)?)?
+    } else {
+        if let Some(given) = input.get("id").and_then(Value::as_str)
+            && given != id
+        {
+            return Err(ScimError::mutability(format!("id is {id}, not {given}")).into());
+        }
+        normalize(rt, &input)?
+    };
     let expected = if_match(&headers).or(Some(current.version));
     write(
         &state,
@@ -491,7 +475,7 @@ macro_rules! handlers {
             h: HeaderMap,
             body: Body,
         ) -> Result<Response> {
-            replace(s, $rt, ws, id, h, body).await
+            update(s, $rt, ws, id, h, body, false).await
         }
         pub async fn $patch(
             State(s): State<Arc<ScimState>>,
@@ -499,7 +483,7 @@ macro_rules! handlers {
             h: HeaderMap,
             body: Body,
         ) -> Result<Response> {
-            patch(s, $rt, ws, id, h, body).await
+            update(s, $rt, ws, id, h, body, true).await
         }
         pub async fn $delete(
             State(s): State<Arc<ScimState>>,
