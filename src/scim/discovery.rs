@@ -12,7 +12,6 @@ use crate::scim_wire::{ResourceType, ScimError, schema_documents};
 pub async fn service_provider_config(Path(workspace): Path<String>) -> Response {
     let body = json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-        "documentationUri": "https://github.com/oktasync/oktasync#inbound-scim",
         "patch": {"supported": true},
         "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": true, "maxResults": MAX_PAGE},
