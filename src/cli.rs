@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, ConfigError, OktaCredentials, Settings};
 use crate::okta::{Auth, ClientSettings, OktaClient};
+use crate::pull::PullSource;
 use crate::reconcile::cycle::{CycleOptions, WorkspaceSpec, run_cycle};
 use crate::render;
 use crate::store::Store;
@@ -389,30 +390,58 @@ async fn run_command(command: Command, settings: Settings) -> Result<u8, Command
             approve: None,
             workspace,
             format,
-        } => cycle(&settings, workspace.as_deref(), true, false, format).await,
+        } => cycle(&settings, workspace.as_deref(), CycleFlags::PLAN, format).await,
         Command::Sync {
-            full: _,
+            full,
             dry_run,
             force,
             workspace,
             format,
-        } => cycle(&settings, workspace.as_deref(), dry_run, force, format).await,
+        } => {
+            let flags = CycleFlags {
+                full,
+                dry_run,
+                force,
+            };
+            cycle(&settings, workspace.as_deref(), flags, format).await
+        }
         // Handled by `dispatch`.
         Command::Run | Command::FakeOkta(_) | Command::Demo { .. } => Ok(0),
     }
+}
+
+/// `sync`'s flags (`plan` is a dry run).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CycleFlags {
+    /// Read Okta in full even when an incremental read would do.
+    pub full: bool,
+    pub dry_run: bool,
+    pub force: bool,
+}
+
+impl CycleFlags {
+    pub const PLAN: Self = Self {
+        full: false,
+        dry_run: true,
+        force: false,
+    };
 }
 
 /// One cycle for `sync` and `plan`; prints the report and returns the exit status.
 pub async fn cycle(
     settings: &Settings,
     only: Option<&str>,
-    dry_run: bool,
-    force: bool,
+    flags: CycleFlags,
     format: OutputFormat,
 ) -> Result<u8, CommandError> {
+    let CycleFlags {
+        full,
+        dry_run,
+        force,
+    } = flags;
     let specs = workspace_specs(settings, only)?;
     let store = open_store(settings).await?;
-    let client = okta_client(settings)?;
+    let client = std::sync::Arc::new(okta_client(settings)?);
     let target = Targets::new(&store, &settings.workspaces).map_err(anyhow::Error::msg)?;
     let progress_line = ProgressLine::start(client.items_read());
     let line = progress_line.clone();
@@ -426,12 +455,18 @@ pub async fn cycle(
         .lock_cycles(&instance)
         .await
         .map_err(anyhow::Error::from)?;
+    // The stored read covers every pulled workspace: a `--workspace` cycle reads its own
+    // app in full and keeps nothing, so the stored read stays whole.
+    let keep = !dry_run && only.is_none();
+    let source = PullSource::prepare(client.clone(), &store, settings, &specs, full, keep)
+        .await
+        .map_err(anyhow::Error::from)?;
     let run = store
-        .begin_run(&lock, Trigger::Cli, true, &instance)
+        .begin_run(&lock, Trigger::Cli, source.is_full(), &instance)
         .await
         .map_err(anyhow::Error::from)?;
     let report = run_cycle(
-        &client,
+        &source,
         &target,
         &run.state(&store),
         &specs,
@@ -443,6 +478,11 @@ pub async fn cycle(
         &progress,
     )
     .await;
+    if report.is_ok()
+        && let Err(e) = source.commit().await
+    {
+        tracing::warn!(error = %e, "cannot keep this Okta read: the next cycle reads from the last one");
+    }
     if let Err(e) = store.end_run(&run).await {
         tracing::warn!(error = %e, "cannot close the run's cycles: the next run will");
     }

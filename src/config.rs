@@ -120,6 +120,8 @@ struct RawSync {
     interval: String,
     #[serde(default = "default_full_every")]
     full_every: String,
+    #[serde(default = "default_overlap")]
+    overlap: String,
     #[serde(default = "default_max_deactivations")]
     max_deactivations: usize,
     #[serde(default = "default_ratio")]
@@ -131,6 +133,7 @@ impl Default for RawSync {
         Self {
             interval: default_interval(),
             full_every: default_full_every(),
+            overlap: default_overlap(),
             max_deactivations: default_max_deactivations(),
             max_deactivation_ratio: default_ratio(),
         }
@@ -223,6 +226,9 @@ fn default_interval() -> String {
 fn default_full_every() -> String {
     "1h".into()
 }
+fn default_overlap() -> String {
+    "60s".into()
+}
 fn default_max_deactivations() -> usize {
     50
 }
@@ -241,6 +247,8 @@ pub struct Settings {
     pub okta_check_ttl: Duration,
     pub interval: Duration,
     pub full_every: Duration,
+    /// How far before each watermark an incremental read looks again (`sync.overlap`).
+    pub overlap: Duration,
     pub thresholds: Thresholds,
     pub workspaces: Vec<WorkspaceSettings>,
 }
@@ -425,6 +433,13 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
     });
     let interval = duration("sync.interval", &raw.sync.interval, &mut problems);
     let full_every = duration("sync.full_every", &raw.sync.full_every, &mut problems);
+    let overlap = duration("sync.overlap", &raw.sync.overlap, &mut problems);
+    if overlap < Duration::from_secs(1) {
+        problems.push(problem(
+            "sync.overlap",
+            "must be at least 1s: Okta's timestamps are whole seconds",
+        ));
+    }
     let ratio = raw.sync.max_deactivation_ratio;
     if !(0.0..=1.0).contains(&ratio) {
         problems.push(problem(
@@ -584,6 +599,7 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
             okta_check_ttl,
             interval,
             full_every,
+            overlap,
             thresholds: Thresholds {
                 max_deactivations: raw.sync.max_deactivations,
                 max_deactivation_ratio: ratio,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::cli::{OutputFormat, cycle};
+use crate::cli::{CycleFlags, OutputFormat, cycle};
 use crate::config;
 
 pub async fn run(dir: Option<PathBuf>, users: usize, groups: usize) -> anyhow::Result<u8> {
@@ -60,11 +60,11 @@ push_groups = ["Engineering", "re:^team-"]
     println!("configuration: {}\n", config_path.display());
     let settings = config::load(&config_path)?;
     println!("== oktasync plan");
-    cycle(&settings, None, true, false, OutputFormat::Text).await?;
+    cycle(&settings, None, CycleFlags::PLAN, OutputFormat::Text).await?;
     println!("\n== oktasync sync");
-    let code = cycle(&settings, None, false, false, OutputFormat::Text).await?;
+    let code = cycle(&settings, None, CycleFlags::default(), OutputFormat::Text).await?;
     println!("\n== oktasync sync (again: a converged workspace plans nothing)");
-    cycle(&settings, None, false, false, OutputFormat::Text).await?;
+    cycle(&settings, None, CycleFlags::default(), OutputFormat::Text).await?;
     println!(
         "\nThe workspace is in {}; rerun with:\n  oktasync --config {} plan",
         db.display(),

@@ -10,6 +10,7 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod okta;
+pub mod pull;
 pub mod reconcile;
 pub mod render;
 pub mod scim;

@@ -5,12 +5,9 @@
 //! starts: the wrapper parks, and the scheduler drops the parked cycle. Its remaining
 //! operations stay pending in the journal, and the next cycle supersedes and re-plans them.
 
-use std::sync::Arc;
-
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{OktaSnapshot, WorkspaceState};
-use crate::okta::OktaClient;
 use crate::reconcile::plan::Operation;
 use crate::reconcile::ports::{OktaSource, ReadRequest, TargetError, WorkspaceTarget};
 
@@ -50,7 +47,13 @@ pub struct Gated<I> {
     gate: Gate,
 }
 
-impl OktaSource for Gated<Arc<OktaClient>> {
+impl<I> Gated<I> {
+    pub fn inner(&self) -> &I {
+        &self.inner
+    }
+}
+
+impl<S: OktaSource> OktaSource for Gated<S> {
     async fn read(&self, request: ReadRequest<'_>) -> OktaSnapshot {
         tokio::select! {
             biased;

@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::gate::Gate;
 use super::shared::Daemon;
 use crate::config::Settings;
+use crate::pull::PullSource;
 use crate::reconcile::cycle::{CycleOptions, CycleReport, WorkspaceSpec, run_cycle};
 use crate::reconcile::ports::StateError;
 use crate::store::locks::{CycleLock, LeaderCheck, Leadership};
@@ -337,6 +338,17 @@ impl Scheduler {
             },
             Trigger::Admin | Trigger::Cli => true,
         };
+        let specs = pulled(&settings);
+        let source =
+            match PullSource::prepare(daemon.okta(), &store, &settings, &specs, full, true).await {
+                Ok(source) => source,
+                Err(e) => {
+                    self.store_warning(&e, "cannot load the last Okta read");
+                    lock.release().await;
+                    return false;
+                }
+            };
+        let full = source.is_full();
         let run = match store
             .begin_run(&lock, trigger, full, &daemon.instance)
             .await
@@ -351,18 +363,25 @@ impl Scheduler {
         let span = tracing::info_span!("cycle", cycle = %run.id, trigger = trigger.as_str(), full);
         span.in_scope(|| tracing::info!("cycle started"));
         let gate = Gate::default();
-        let source = gate.wrap(daemon.okta());
+        let source = gate.wrap(source);
         let target = gate.wrap(targets);
         let state = run.state(&store);
-        let specs = pulled(&settings);
         let options = CycleOptions {
             dry_run: false,
             force: false,
             thresholds: settings.thresholds,
         };
         let task = tokio::spawn(
-            async move { run_cycle(&source, &target, &state, &specs, options, &|_, _| {}).await }
-                .instrument(span),
+            async move {
+                let report = run_cycle(&source, &target, &state, &specs, options, &|_, _| {}).await;
+                if report.is_ok()
+                    && let Err(e) = source.inner().commit().await
+                {
+                    tracing::warn!(error = %e, "cannot keep this Okta read: the next cycle reads from the last one");
+                }
+                report
+            }
+            .instrument(span),
         );
         crate::metrics::set_running(true);
         self.running = Some(Running {

@@ -59,6 +59,15 @@ enum Authorizer {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<Url>,
+    /// The server's `Date` (epoch seconds): incremental reads take their watermarks from
+    /// Okta's clock, never the local one.
+    pub server_epoch: Option<u64>,
+}
+
+/// A whole listing, with the server's time when its first page was answered.
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub server_epoch: Option<u64>,
 }
 
 impl OktaClient {
@@ -135,8 +144,22 @@ impl OktaClient {
         }
     }
 
-    /// One GET, paced, with 429 waits but no other retry.
+    /// One GET, paced, with 429 waits but no other retry. `T` is the whole body.
     async fn get_once<T: DeserializeOwned>(&self, url: &Url) -> Result<Page<T>, OktaError> {
+        let (body, next, server_epoch) = self.get_body::<Vec<T>>(url).await?;
+        self.items_read
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        Ok(Page {
+            items: body,
+            next,
+            server_epoch,
+        })
+    }
+
+    async fn get_body<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+    ) -> Result<(T, Option<Url>, Option<u64>), OktaError> {
         let bucket = Bucket::for_path(url.path());
         let mut throttled = 0;
         let mut auth_retries = AuthRetries::default();
@@ -207,13 +230,11 @@ impl OktaClient {
                     summary: error.error_summary,
                 });
             }
-            let items: Vec<T> =
+            let parsed: T =
                 serde_json::from_slice(&body).map_err(|e| OktaError::InvalidResponse {
                     url: redact(url),
                     message: e.to_string(),
                 })?;
-            self.items_read
-                .fetch_add(items.len() as u64, Ordering::Relaxed);
             let next = match next {
                 Some(link) => {
                     let next = Url::parse(&link).map_err(|e| OktaError::InvalidResponse {
@@ -230,24 +251,44 @@ impl OktaClient {
                 }
                 None => None,
             };
-            return Ok(Page { items, next });
+            return Ok((parsed, next, headers.server_epoch));
         }
     }
 
     /// One page, retried with exponential backoff on errors that may pass.
     pub async fn get_page<T: DeserializeOwned>(&self, url: &Url) -> Result<Page<T>, OktaError> {
-        let backoff = ExponentialBuilder::default()
+        (|| self.get_once(url))
+            .retry(self.backoff())
+            .when(OktaError::is_retryable)
+            .notify(notify_retry)
+            .await
+    }
+
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
             .with_jitter()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(10))
-            .with_max_times(self.settings.max_retries);
-        (|| self.get_once(url))
-            .retry(backoff)
+            .with_max_times(self.settings.max_retries)
+    }
+
+    /// One object (`GET /api/v1/apps/{app}/users/{user}`), retried like a page; `None` when
+    /// Okta answers 404.
+    pub async fn get_object<T: DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+    ) -> Result<Option<T>, OktaError> {
+        let url = self.url(path_and_query)?;
+        let fetched = (|| self.get_body::<T>(&url))
+            .retry(self.backoff())
             .when(OktaError::is_retryable)
-            .notify(|error, wait| {
-                tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "Okta request failed, retrying");
-            })
-            .await
+            .notify(notify_retry)
+            .await;
+        match fetched {
+            Ok((object, _, _)) => Ok(Some(object)),
+            Err(OktaError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every page of a listing, following `next` links verbatim.
@@ -255,17 +296,36 @@ impl OktaClient {
         &self,
         path_and_query: &str,
     ) -> Result<Vec<T>, OktaError> {
+        Ok(self.list_all_dated(path_and_query).await?.items)
+    }
+
+    /// `list_all`, with the server's time at the first page.
+    pub async fn list_all_dated<T: DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+    ) -> Result<Listing<T>, OktaError> {
         let mut url = self.url(path_and_query)?;
         let mut all = Vec::new();
+        let mut server_epoch = None;
         loop {
             let page = self.get_page::<T>(&url).await?;
+            server_epoch = server_epoch.or(page.server_epoch);
             all.extend(page.items);
             match page.next {
                 Some(next) => url = next,
-                None => return Ok(all),
+                None => {
+                    return Ok(Listing {
+                        items: all,
+                        server_epoch,
+                    });
+                }
             }
         }
     }
+}
+
+fn notify_retry(error: &OktaError, wait: Duration) {
+    tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "Okta request failed, retrying");
 }
 
 /// A URL fit for logs: path and query only (no host credentials, nothing secret in Okta URLs).

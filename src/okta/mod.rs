@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod incremental;
 pub mod paging;
 pub mod ratelimit;
 pub mod source;

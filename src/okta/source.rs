@@ -13,46 +13,58 @@ use super::{OktaError, wire};
 use crate::model::{AppAssignments, AssignmentScope, OktaGroup, OktaSnapshot, OktaUser};
 use crate::reconcile::ports::{OktaSource, ReadRequest};
 
-/// Group member listings in flight at once (they share one bucket, paced anyway).
-const MEMBER_CONCURRENCY: usize = 4;
+/// Okta's clock (epoch seconds, from `Date`) when a read's users and groups listings began.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerMarks {
+    pub users_at: Option<u64>,
+    pub groups_at: Option<u64>,
+}
 
-fn failure(listing: &str, error: &OktaError) -> String {
+/// Group member listings in flight at once (they share one bucket, paced anyway).
+pub(super) const MEMBER_CONCURRENCY: usize = 4;
+
+pub(super) fn failure(listing: &str, error: &OktaError) -> String {
     format!("{listing}: {error}")
 }
 
 impl OktaClient {
     /// Every user. Okta's plain listing omits DEPROVISIONED users, so they are read by a
     /// `filter` too (rather than `search`, whose results are capped and eventually consistent).
-    async fn read_users(&self) -> Result<BTreeMap<String, OktaUser>, String> {
+    /// Also returns Okta's clock at the first page: where the next incremental read resumes.
+    async fn read_users(&self) -> Result<(BTreeMap<String, OktaUser>, Option<u64>), String> {
         let (active, deprovisioned) = tokio::join!(
-            self.list_all::<wire::User>("/api/v1/users?limit=200"),
+            self.list_all_dated::<wire::User>("/api/v1/users?limit=200"),
             self.list_all::<wire::User>(
                 "/api/v1/users?limit=200&filter=status%20eq%20%22DEPROVISIONED%22"
             ),
         );
         let active = active.map_err(|e| failure("users", &e))?;
         let deprovisioned = deprovisioned.map_err(|e| failure("deprovisioned users", &e))?;
-        Ok(active
+        let users = active
+            .items
             .into_iter()
             .chain(deprovisioned)
             .map(|u| (u.id.clone(), OktaUser::from(u)))
-            .collect())
+            .collect();
+        Ok((users, active.server_epoch))
     }
 
-    async fn read_groups(&self) -> Result<BTreeMap<String, OktaGroup>, String> {
+    async fn read_groups(&self) -> Result<(BTreeMap<String, OktaGroup>, Option<u64>), String> {
         let groups = self
-            .list_all::<wire::Group>("/api/v1/groups?limit=200")
+            .list_all_dated::<wire::Group>("/api/v1/groups?limit=200")
             .await
             .map_err(|e| failure("groups", &e))?;
-        Ok(groups
+        let map = groups
+            .items
             .into_iter()
             .map(|g| (g.id.clone(), OktaGroup::from(g)))
-            .collect())
+            .collect();
+        Ok((map, groups.server_epoch))
     }
 
     /// The app's group assignments and (when asked) its ACTIVE group-push mappings: all the
     /// group selection needs from the app, so they are read before its users.
-    async fn read_app_groups(
+    pub(super) async fn read_app_groups(
         &self,
         app_id: &str,
         push_mappings: bool,
@@ -83,7 +95,7 @@ impl OktaClient {
         })
     }
 
-    async fn read_app_users(
+    pub(super) async fn read_app_users(
         &self,
         app_id: &str,
     ) -> Result<BTreeMap<String, AssignmentScope>, String> {
@@ -101,7 +113,7 @@ impl OktaClient {
             .collect())
     }
 
-    async fn read_members(&self, group_id: &str) -> Result<BTreeSet<String>, String> {
+    pub(super) async fn read_members(&self, group_id: &str) -> Result<BTreeSet<String>, String> {
         let path = format!("/api/v1/groups/{}/users?limit=1000", urlencode(group_id));
         let members = self
             .list_all::<wire::Member>(&path)
@@ -111,17 +123,26 @@ impl OktaClient {
     }
 }
 
-fn urlencode(segment: &str) -> String {
+pub(super) fn urlencode(segment: &str) -> String {
     url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
 impl OktaSource for OktaClient {
+    async fn read(&self, request: ReadRequest<'_>) -> OktaSnapshot {
+        self.read_full(request).await.0
+    }
+}
+
+impl OktaClient {
+    /// A full read, and Okta's clock when its users and groups listings began (for the
+    /// incremental reads that follow it; `None` when a listing failed).
+    ///
     /// Users (their own bucket) all along; meanwhile groups and the apps' group assignments
     /// and mappings, then, at once, the selected groups' members (the group bucket) and the
     /// apps' users (the apps bucket). The selection reads groups, app group assignments and
     /// mappings, never app users, so the two largest listings after users need not wait for
     /// each other: a full read takes about as long as its slowest bucket, not the sum of two.
-    async fn read(&self, request: ReadRequest<'_>) -> OktaSnapshot {
+    pub async fn read_full(&self, request: ReadRequest<'_>) -> (OktaSnapshot, ServerMarks) {
         let read_started_at = crate::store::now_millis();
         let users = self.read_users();
         let groups_then_members = async {
@@ -143,8 +164,12 @@ impl OktaSource for OktaClient {
                 (apps, failures)
             };
             let (groups, (apps, app_failures)) = tokio::join!(groups, app_groups);
+            let mut groups_at = None;
             match groups {
-                Ok(groups) => snapshot.groups = groups,
+                Ok((groups, at)) => {
+                    snapshot.groups = groups;
+                    groups_at = at;
+                }
                 Err(f) => failures.push(f),
             }
             snapshot.apps = apps;
@@ -190,16 +215,27 @@ impl OktaSource for OktaClient {
                     }
                 }
             }
-            (snapshot, failures)
+            (snapshot, failures, groups_at)
         };
-        let (users, (mut snapshot, mut failures)) = tokio::join!(users, groups_then_members);
+        let (users, (mut snapshot, mut failures, groups_at)) =
+            tokio::join!(users, groups_then_members);
+        let mut users_at = None;
         match users {
-            Ok(users) => snapshot.users = users,
+            Ok((users, at)) => {
+                snapshot.users = users;
+                users_at = at;
+            }
             Err(f) => failures.insert(0, f),
         }
         snapshot.complete = failures.is_empty();
         snapshot.failures = failures;
         snapshot.read_started_at = read_started_at;
-        snapshot
+        (
+            snapshot,
+            ServerMarks {
+                users_at,
+                groups_at,
+            },
+        )
     }
 }

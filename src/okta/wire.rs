@@ -50,9 +50,13 @@ pub struct Member {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Group {
     pub id: String,
     pub profile: GroupProfile,
+    /// Moves on every membership change (`lastUpdated` follows the profile only).
+    #[serde(default)]
+    pub last_membership_updated: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +101,33 @@ pub struct AppGroup {
 pub struct GroupPushMapping {
     pub source_group_id: String,
     pub status: String,
+}
+
+/// A System Log event (`LogEvent`): only what says which objects to re-read.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEvent {
+    pub event_type: String,
+    #[serde(default)]
+    pub target: Option<Vec<LogTarget>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogTarget {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl LogEvent {
+    /// The ids of the event's targets of one type (`User`, `UserGroup`, `AppInstance`).
+    pub fn targets<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.target
+            .iter()
+            .flatten()
+            .filter(move |t| t.kind == kind)
+            .map(|t| t.id.as_str())
+    }
 }
 
 /// Okta's error body. Only `errorCode` is meant for control flow.

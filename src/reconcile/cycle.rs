@@ -78,8 +78,8 @@ impl CycleReport {
     }
 }
 
-/// Reads Okta once for all `workspaces`.
-pub async fn read_okta<O: OktaSource>(source: &O, workspaces: &[WorkspaceSpec]) -> OktaSnapshot {
+/// The apps a read for `workspaces` covers, and those whose group-push mappings it reads.
+pub fn read_scope(workspaces: &[WorkspaceSpec]) -> (BTreeSet<String>, BTreeSet<String>) {
     let app_ids = workspaces
         .iter()
         .map(|w| w.policy.okta_app_id.clone())
@@ -89,6 +89,12 @@ pub async fn read_okta<O: OktaSource>(source: &O, workspaces: &[WorkspaceSpec]) 
         .filter(|w| matches!(w.policy.push_groups, GroupSelector::OktaPushMappings))
         .map(|w| w.policy.okta_app_id.clone())
         .collect();
+    (app_ids, push_mapping_app_ids)
+}
+
+/// Reads Okta once for all `workspaces`.
+pub async fn read_okta<O: OktaSource>(source: &O, workspaces: &[WorkspaceSpec]) -> OktaSnapshot {
+    let (app_ids, push_mapping_app_ids) = read_scope(workspaces);
     let select = |snapshot: &OktaSnapshot| {
         workspaces
             .iter()

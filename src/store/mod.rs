@@ -9,6 +9,7 @@ pub mod history;
 pub mod locks;
 pub mod runs;
 pub mod scim;
+pub mod snapshot;
 mod state;
 mod workspace;
 

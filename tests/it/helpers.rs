@@ -380,6 +380,11 @@ impl TestApp {
         self.run(&["sync", "--format", "json"])
     }
 
+    /// `sync --full`: every listing read whole, as the fault tests need.
+    pub fn sync_full(&self) -> Run {
+        self.run(&["sync", "--full", "--format", "json"])
+    }
+
     pub fn plan(&self) -> Run {
         self.run(&["plan", "--format", "json"])
     }

@@ -85,7 +85,7 @@ where
     let unassigned = unassign_some(app, 2).await;
     let before = app.workspace().await;
     inject(app).await;
-    let run = app.sync();
+    let run = app.sync_full();
     let ws = run.workspace();
     let complete = ws["complete_read"] == true;
     if complete {

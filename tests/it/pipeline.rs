@@ -352,7 +352,7 @@ async fn a_failing_listing_deactivates_nobody(backend: Backend) {
         .count();
 
     app.fake.admin("POST", "/faults", Some(json!({"path": "/api/v1/users", "page": 3, "kind": "status", "status": 500, "times": null}))).await;
-    let run = app.sync();
+    let run = app.sync_full();
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
     let report = run.workspace();
     assert_eq!(report["complete_read"], false);

@@ -1,4 +1,5 @@
-//! `GET /api/v1/apps/{appId}/users`, `/groups` and `/group-push/mappings`.
+//! `GET /api/v1/apps/{appId}/users` (and one app user by user id), `/groups` and
+//! `/group-push/mappings`.
 //!
 //! App users are the effective assignments (direct = scope USER, else GROUP) in every user
 //! status; deleted users are gone. None of these endpoints filter by `lastUpdated` except the
@@ -9,7 +10,9 @@ use axum::extract::{Path, State};
 
 use crate::clock;
 use crate::error::OktaError;
-use crate::paging::{self, JsonPage, ReqCtx, json_array, page_number, take_page};
+use crate::paging::{
+    self, JsonBody, JsonPage, ReqCtx, json_array, json_one, page_number, take_page,
+};
 use crate::render;
 use crate::state::AppState;
 use crate::world::{App, PushStatus, World};
@@ -29,6 +32,27 @@ fn expands(ctx: &ReqCtx, what: &str) -> bool {
     ctx.query
         .get("expand")
         .is_some_and(|e| e.split(',').any(|x| x.trim() == what))
+}
+
+/// `GET /api/v1/apps/{appId}/users/{userId}`: one assignment, 404 (E0000007) when the user
+/// is not assigned to the app or does not exist.
+pub async fn user(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<ReqCtx>,
+    Path((app_id, user_id)): Path<(String, String)>,
+) -> Result<JsonBody, OktaError> {
+    let world = st.read();
+    let app = app(&world, &app_id)?;
+    let not_found = || OktaError::not_found(&user_id, "AppUser");
+    let au = app.users.get(&user_id).ok_or_else(not_found)?;
+    let u = world.users.get(&user_id).ok_or_else(not_found)?;
+    Ok(json_one(&render::app_user(
+        &ctx.base,
+        app,
+        u,
+        au,
+        expands(&ctx, "user"),
+    )))
 }
 
 pub async fn users(

@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/groups/{id}", get(groups::get_one))
         .route("/api/v1/groups/{id}/users", get(groups::members))
         .route("/api/v1/apps/{app}/users", get(apps::users))
+        .route("/api/v1/apps/{app}/users/{user}", get(apps::user))
         .route("/api/v1/apps/{app}/groups", get(apps::groups))
         .route(
             "/api/v1/apps/{app}/group-push/mappings",
