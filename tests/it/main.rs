@@ -4,6 +4,7 @@
 mod config_cli;
 mod daemon;
 mod helpers;
+mod incremental;
 mod okta_client;
 mod okta_conformance;
 mod okta_faults;

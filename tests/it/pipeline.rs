@@ -139,6 +139,12 @@ async fn expect_then_apply(app: &TestApp, expected: Vec<(String, String)>) -> se
     let run = app.sync();
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(ops(&run.workspace()), expected);
+    // Picked up by an incremental cycle, not only by a full sweep (issue 3).
+    assert!(
+        run.stderr.contains("incremental Okta read"),
+        "{}",
+        run.stderr
+    );
     run.workspace()
 }
 
