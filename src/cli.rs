@@ -152,6 +152,10 @@ pub struct FakeOktaArgs {
     /// Issue Bearer tokens to requests without a DPoP proof instead of refusing them.
     #[arg(long)]
     pub no_dpop: bool,
+    /// Leave out the nulls real Okta sends in System Log events, which Okta's OpenAPI spec
+    /// declares non-nullable (for a run validated against the spec).
+    #[arg(long)]
+    pub omit_log_nulls: bool,
 }
 
 impl FakeOktaArgs {
@@ -176,6 +180,7 @@ impl FakeOktaArgs {
             oauth_public_key_pem,
             oauth_token_ttl_seconds: self.oauth_token_ttl_seconds,
             dpop_required: !self.no_dpop,
+            omit_log_nulls: self.omit_log_nulls,
         })
     }
 }

@@ -77,6 +77,10 @@ pub struct Options {
     /// Token requests must carry a DPoP proof (Okta's default for new service apps since
     /// 2024); when false, requests without one get Bearer tokens.
     pub dpop_required: bool,
+    /// Leave out the `null`s real Okta puts in System Log events (`detailEntry`,
+    /// `legacyEventType`, `client.id`, `outcome.reason`), which Okta's OpenAPI spec declares
+    /// non-nullable: for runs that validate every response against the spec.
+    pub omit_log_nulls: bool,
 }
 
 impl Default for Options {
@@ -94,6 +98,7 @@ impl Default for Options {
             oauth_public_key_pem: None,
             oauth_token_ttl_seconds: 3600,
             dpop_required: true,
+            omit_log_nulls: false,
         }
     }
 }
@@ -160,6 +165,7 @@ impl FakeOkta {
             stats: stats::Stats::default(),
             ids: ids::IdGen::new(options.seed),
             api_token: options.api_token.clone(),
+            omit_log_nulls: options.omit_log_nulls,
             oauth: oauth::OAuth::new(oauth_app),
             base_url: base_url.clone(),
             public_url: RwLock::new(None),

@@ -501,6 +501,23 @@ fn target(t: &Target) -> TargetJson<'_> {
     }
 }
 
+/// A rendered value with every `null` member left out (`Options::omit_log_nulls`).
+pub fn without_nulls(value: Result<serde_json::Value, serde_json::Error>) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.retain(|_, v| !v.is_null());
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value = value.unwrap_or_default();
+    strip(&mut value);
+    value
+}
+
 pub fn event(e: &Event) -> EventJson<'_> {
     let tx = format!("W{}", e.uuid.replace('-', ""));
     EventJson {

@@ -24,6 +24,8 @@ pub struct Shared {
     pub stats: Stats,
     pub ids: IdGen,
     pub api_token: String,
+    /// See `Options::omit_log_nulls`.
+    pub omit_log_nulls: bool,
     /// The OAuth service app (inert when none is configured).
     pub oauth: OAuth,
     /// `http://127.0.0.1:PORT`, used when a request has no usable `Host` header.

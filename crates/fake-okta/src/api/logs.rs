@@ -84,7 +84,15 @@ pub async fn list(
     };
     let world = st.read();
     let page = world.log.query(&query);
-    let body = json_array(page.events.iter().map(|e| render::event(e)));
+    let body = if st.omit_log_nulls {
+        json_array(
+            page.events
+                .iter()
+                .map(|e| render::without_nulls(serde_json::to_value(render::event(e)))),
+        )
+    } else {
+        json_array(page.events.iter().map(|e| render::event(e)))
+    };
     let next = page.next.map(|c| c.to_string());
     let page_no = ctx.wants_page.then(|| page_number(page.position, limit));
     Ok(JsonPage::new(&ctx, body, limit, next.as_deref(), page_no))
