@@ -380,6 +380,17 @@ impl TestApp {
         self.run(&["sync", "--format", "json"])
     }
 
+    /// `sync`, asserting that it read Okta incrementally (not a full sweep).
+    pub fn sync_incremental(&self) -> Run {
+        let run = self.sync();
+        assert!(
+            run.stderr.contains("incremental Okta read"),
+            "expected an incremental read: {}",
+            run.stderr
+        );
+        run
+    }
+
     /// `sync --full`: every listing read whole, as the fault tests need.
     pub fn sync_full(&self) -> Run {
         self.run(&["sync", "--full", "--format", "json"])

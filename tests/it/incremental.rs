@@ -26,16 +26,15 @@ async fn reset_stats(app: &TestApp) {
     app.fake.admin("POST", "/stats/reset", None).await;
 }
 
-fn assert_incremental(run: &Run) {
-    assert!(
-        run.stderr.contains("incremental Okta read"),
-        "expected an incremental read: {}",
-        run.stderr
-    );
-}
-
 fn converged_sync(app: &TestApp) -> Run {
     let run = app.sync();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run
+}
+
+/// An incremental `sync` that succeeds.
+fn incremental_sync(app: &TestApp) -> Run {
+    let run = app.sync_incremental();
     assert_eq!(run.code, 0, "{}", run.stderr);
     run
 }
@@ -47,8 +46,7 @@ async fn incremental_cycles_make_few_calls(backend: Backend) {
     assert!(first.stderr.contains("full Okta read"), "{}", first.stderr);
 
     reset_stats(&app).await;
-    let idle = converged_sync(&app);
-    assert_incremental(&idle);
+    let idle = incremental_sync(&app);
     assert!(ops(&idle.workspace()).is_empty(), "{}", idle.stdout);
     let (total, buckets) = calls(&app).await;
     assert!(total <= 5, "{total} calls for no change: {buckets}");
@@ -66,8 +64,7 @@ async fn incremental_cycles_make_few_calls(backend: Backend) {
             .await;
     }
     reset_stats(&app).await;
-    let run = converged_sync(&app);
-    assert_incremental(&run);
+    let run = incremental_sync(&app);
     let updated: BTreeSet<String> = ops(&run.workspace())
         .into_iter()
         .filter(|(op, _)| op == "update_user")
@@ -132,8 +129,7 @@ async fn assignment_by_group_is_picked_up_incrementally() {
     app.fake
         .admin("PUT", &format!("/apps/{APP}/groups/{gid}"), None)
         .await;
-    let run = converged_sync(&app);
-    assert_incremental(&run);
+    let run = incremental_sync(&app);
     let expected: BTreeSet<(String, String)> =
         outsiders.iter().map(|u| op("create_user", u)).collect();
     assert_eq!(kinds(&run), expected, "{}", run.stdout);
@@ -141,8 +137,7 @@ async fn assignment_by_group_is_picked_up_incrementally() {
     app.fake
         .admin("DELETE", &format!("/apps/{APP}/groups/{gid}"), None)
         .await;
-    let run = converged_sync(&app);
-    assert_incremental(&run);
+    let run = incremental_sync(&app);
     let expected: BTreeSet<(String, String)> =
         outsiders.iter().map(|u| op("deactivate_user", u)).collect();
     assert_eq!(kinds(&run), expected, "{}", run.stdout);
@@ -176,8 +171,7 @@ async fn push_mapping_changes_are_picked_up_incrementally() {
     app.fake
         .admin("PUT", &format!("/apps/{APP}/push/{candidate}"), None)
         .await;
-    let run = converged_sync(&app);
-    assert_incremental(&run);
+    let run = incremental_sync(&app);
     assert!(
         kinds(&run).contains(&op("create_group", &candidate)),
         "{}",
@@ -186,8 +180,7 @@ async fn push_mapping_changes_are_picked_up_incrementally() {
     app.fake
         .admin("DELETE", &format!("/apps/{APP}/push/{candidate}"), None)
         .await;
-    let run = converged_sync(&app);
-    assert_incremental(&run);
+    let run = incremental_sync(&app);
     assert_eq!(
         kinds(&run),
         BTreeSet::from([op("unlink_group", &candidate)]),
@@ -292,8 +285,7 @@ async fn changes_during_a_cycle_and_in_the_overlap_second_are_never_skipped() {
     let status = child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
     assert_eq!(status.code(), Some(0));
 
-    let next = converged_sync(&app);
-    assert_incremental(&next);
+    let next = incremental_sync(&app);
     let planned = kinds(&next);
     assert!(
         planned.contains(&op("update_user", &early)),
@@ -335,9 +327,8 @@ async fn a_failing_log_poll_removes_nothing_and_the_next_cycle_catches_up() {
             Some(json!({"path": "/api/v1/logs", "kind": "status", "status": 500, "times": null})),
         )
         .await;
-    let run = app.sync();
+    let run = app.sync_incremental();
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert_incremental(&run);
     let ws = run.workspace();
     assert_eq!(ws["complete_read"], false);
     assert!(
@@ -346,7 +337,6 @@ async fn a_failing_log_poll_removes_nothing_and_the_next_cycle_catches_up() {
         run.stdout
     );
     app.fake.admin("DELETE", "/faults", None).await;
-    let run = converged_sync(&app);
-    assert_incremental(&run);
+    let run = incremental_sync(&app);
     assert_eq!(kinds(&run), BTreeSet::from([op("deactivate_user", &gone)]));
 }
