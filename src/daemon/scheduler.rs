@@ -365,7 +365,7 @@ impl Scheduler {
         let gate = Gate::default();
         let source = gate.wrap(source);
         let target = gate.wrap(targets);
-        let state = run.state(&store);
+        let state = gate.wrap(run.state(&store));
         let options = CycleOptions {
             dry_run: false,
             force: false,

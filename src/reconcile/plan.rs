@@ -2,7 +2,7 @@
 //! `plan()` does no IO, cannot fail and is deterministic (sorted output), so it is
 //! property-tested and its result can be printed, held, approved and journaled.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::model::{
     OktaGroupId, OktaUserId, UserAttributes, WorkspaceGroup, WorkspaceObjectId, WorkspaceState,
@@ -282,18 +282,18 @@ impl Plan {
 /// are ever changed or deactivated; unmanaged ones can only be adopted.
 pub fn plan(desired: &DesiredState, current: &WorkspaceState, options: PlanOptions) -> Plan {
     let mut ops = Vec::new();
-    let managed: BTreeMap<&str, &WorkspaceUser> = current
+    // Hash maps: a plan over 100k users does a few lookups per user and per membership.
+    let managed: HashMap<&str, &WorkspaceUser> = current
         .users
         .iter()
         .filter_map(|u| u.okta_id.as_deref().map(|id| (id, u)))
         .collect();
-    let recent: Vec<WorkspaceUser> = current
-        .users
-        .iter()
-        .filter(|u| !options.pushed_since_read(u.pushed_at))
-        .cloned()
-        .collect();
-    let mut adoptable = Adoptable::new(&recent);
+    let mut adoptable = Adoptable::new(
+        current
+            .users
+            .iter()
+            .filter(|u| !options.pushed_since_read(u.pushed_at)),
+    );
 
     for (okta_id, attributes) in &desired.users {
         if managed
@@ -329,17 +329,20 @@ pub fn plan(desired: &DesiredState, current: &WorkspaceState, options: PlanOptio
             },
         }
     }
-    for (okta_id, user) in &managed {
+    for user in &current.users {
+        let Some(okta_id) = user.okta_id.as_ref() else {
+            continue;
+        };
         if user.active
-            && !desired.users.contains_key(*okta_id)
+            && !desired.users.contains_key(okta_id)
             && !options.pushed_since_read(user.pushed_at)
         {
-            let reason = match desired.excluded.get(*okta_id) {
+            let reason = match desired.excluded.get(okta_id) {
                 Some(exclusion) => DeactivationReason::Excluded(exclusion.clone()),
                 None => DeactivationReason::Deleted,
             };
             ops.push(Operation::DeactivateUser {
-                okta_id: (*okta_id).to_owned(),
+                okta_id: okta_id.clone(),
                 workspace_id: user.id.clone(),
                 reason,
             });
@@ -354,11 +357,11 @@ pub fn plan(desired: &DesiredState, current: &WorkspaceState, options: PlanOptio
 fn plan_groups(
     desired: &DesiredState,
     current: &WorkspaceState,
-    managed_users: &BTreeMap<&str, &WorkspaceUser>,
+    managed_users: &HashMap<&str, &WorkspaceUser>,
     options: PlanOptions,
     ops: &mut Vec<Operation>,
 ) {
-    let okta_of_workspace_user: BTreeMap<&str, &str> = managed_users
+    let okta_of_workspace_user: HashMap<&str, &str> = managed_users
         .iter()
         .map(|(okta, u)| (u.id.as_str(), *okta))
         .collect();
@@ -403,7 +406,7 @@ fn plan_groups(
                 adopt
             }
         };
-        let present: BTreeSet<&str> = existing
+        let present: HashSet<&str> = existing
             .map(|g| g.members.iter().map(String::as_str).collect())
             .unwrap_or_default();
         let to_add: Vec<OktaUserId> = want
@@ -416,7 +419,7 @@ fn plan_groups(
             })
             .cloned()
             .collect();
-        let to_remove: Vec<RemovedMember> = present
+        let mut to_remove: Vec<RemovedMember> = present
             .iter()
             .filter(|ws| {
                 okta_of_workspace_user
@@ -428,6 +431,8 @@ fn plan_groups(
                 okta_id: okta_of_workspace_user.get(*ws).map(|o| (*o).to_owned()),
             })
             .collect();
+        // `present` is a hash set: the plan's order must not depend on it.
+        to_remove.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
         if !to_add.is_empty() {
             ops.push(Operation::AddMembers {
                 okta_group_id: okta_group_id.clone(),
@@ -465,8 +470,9 @@ struct Adoptable<'a> {
 }
 
 impl<'a> Adoptable<'a> {
-    fn new(users: &'a [WorkspaceUser]) -> Self {
-        let unmanaged = || users.iter().filter(|u| !u.is_managed());
+    fn new(users: impl Iterator<Item = &'a WorkspaceUser>) -> Self {
+        let unmanaged: Vec<&WorkspaceUser> = users.filter(|u| !u.is_managed()).collect();
+        let unmanaged = || unmanaged.iter().copied();
         Self {
             by_external_id: unmanaged()
                 .filter_map(|u| u.external_id.as_deref().map(|e| (e, u)))

@@ -56,6 +56,11 @@ pub trait WorkspaceTarget: Send + Sync {
         workspace_id: &str,
     ) -> impl Future<Output = Result<WorkspaceState, TargetError>> + Send;
 
+    /// How many operations on distinct objects of this workspace may run at once.
+    fn max_in_flight(&self, _workspace_id: &str) -> usize {
+        1
+    }
+
     /// Applies one operation. Must be idempotent: applying it twice leaves the same state.
     fn execute(
         &self,

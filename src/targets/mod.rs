@@ -51,6 +51,12 @@ impl WorkspaceTarget for Targets {
         }
     }
 
+    fn max_in_flight(&self, workspace_id: &str) -> usize {
+        self.scim
+            .get(workspace_id)
+            .map_or(1, |target| target.max_in_flight(workspace_id))
+    }
+
     async fn execute(&self, workspace_id: &str, operation: &Operation) -> Result<(), TargetError> {
         match self.scim.get(workspace_id) {
             Some(target) => target.execute(workspace_id, operation).await,

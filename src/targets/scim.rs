@@ -101,10 +101,6 @@ impl ScimTarget {
         })
     }
 
-    pub fn max_in_flight(&self) -> usize {
-        self.max_in_flight
-    }
-
     async fn send_once(
         &self,
         method: &'static str,
@@ -678,6 +674,10 @@ impl ScimTarget {
 }
 
 impl WorkspaceTarget for ScimTarget {
+    fn max_in_flight(&self, _workspace_id: &str) -> usize {
+        self.max_in_flight
+    }
+
     async fn load(&self, workspace_id: &str) -> Result<WorkspaceState, TargetError> {
         self.read_back(workspace_id, false).await?;
         self.read_back(workspace_id, true).await?;
