@@ -7,8 +7,9 @@
 //!
 //! The schedule lives in the store: a new leader (after a failover or a restart) starts
 //! from the last completed cycle's start plus an interval, or at once when the latest cycle
-//! was cut off. Each interval is jittered by ±10% so that replicas and restarts do not
-//! align with other clients of the same Okta org. A full sweep is due every `full_every`.
+//! was cut off. Each interval is shortened by up to 10% at random so that replicas and
+//! restarts do not align with other clients of the same Okta org; never lengthened, so a
+//! change in Okta waits at most one `interval` (plus a tick) for the cycle that applies it. A full sweep is due every `full_every`.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use crate::targets::Targets;
 
 /// The longest pause between two ticks.
 const MAX_TICK: Duration = Duration::from_secs(1);
-/// Intervals vary by this fraction either way.
+/// Intervals are shortened by up to this fraction.
 const JITTER: f64 = 0.1;
 /// Histogram samples are drained into buckets every this many ticks.
 const UPKEEP_TICKS: u32 = 10;
@@ -69,9 +70,9 @@ fn random_unit() -> f64 {
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// `interval`, ±10%.
+/// `interval` less up to 10%: never later than promised.
 fn jittered(interval: Duration) -> Duration {
-    interval.mul_f64(1.0 - JITTER + 2.0 * JITTER * random_unit())
+    interval.mul_f64(1.0 - JITTER * random_unit())
 }
 
 /// The next due time after a cycle that started at `started` and ended now: one (jittered)
@@ -508,15 +509,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jitter_stays_within_ten_percent() {
+    fn jitter_shortens_by_at_most_ten_percent_and_never_lengthens() {
         let interval = Duration::from_secs(100);
-        for _ in 0..1000 {
-            let d = jittered(interval);
+        let samples: Vec<Duration> = (0..1000).map(|_| jittered(interval)).collect();
+        for d in &samples {
             assert!(
-                d >= Duration::from_secs(90) && d <= Duration::from_secs(110),
+                *d > Duration::from_secs(90) && *d <= interval,
                 "{d:?}"
             );
         }
+        assert!(
+            samples.iter().any(|d| *d < Duration::from_secs(95)),
+            "the intervals vary"
+        );
     }
 
     #[test]

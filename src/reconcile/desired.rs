@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use foldhash::{HashSet, HashSetExt};
+
 use crate::model::{
     OktaGroup, OktaGroupId, OktaSnapshot, OktaUser, OktaUserId, OktaUserStatus, UserAttributes,
 };
@@ -129,20 +131,25 @@ pub fn pushed_groups(snapshot: &OktaSnapshot, policy: &WorkspacePolicy) -> BTree
 pub fn desired_state(snapshot: &OktaSnapshot, policy: &WorkspacePolicy) -> DesiredState {
     let mut desired = DesiredState::default();
     let assigned = snapshot.apps.get(&policy.okta_app_id).map(|a| &a.users);
+    // Memberships are checked against a hash set: hundreds of thousands of lookups in an
+    // ordered map of Okta ids (long shared prefixes) cost a string comparison per level.
+    let mut in_scope: HashSet<&str> = HashSet::new();
+    // Collected in Okta-id order, then built in bulk (no ordered-map search per insert).
+    let mut users = Vec::new();
+    let mut excluded = Vec::new();
     for user in snapshot.users.values() {
         let is_assigned = assigned.is_some_and(|a| a.contains_key(&user.id));
         if !is_assigned {
-            desired
-                .excluded
-                .insert(user.id.clone(), Exclusion::NotAssigned);
+            excluded.push((user.id.clone(), Exclusion::NotAssigned));
         } else if !user.status.is_provisionable() {
-            desired
-                .excluded
-                .insert(user.id.clone(), Exclusion::Status(user.status.clone()));
+            excluded.push((user.id.clone(), Exclusion::Status(user.status.clone())));
         } else {
-            desired.users.insert(user.id.clone(), map_attributes(user));
+            in_scope.insert(&user.id);
+            users.push((user.id.clone(), map_attributes(user)));
         }
     }
+    desired.users = users.into_iter().collect();
+    desired.excluded = excluded.into_iter().collect();
     for group_id in pushed_groups(snapshot, policy) {
         let Some(group) = snapshot.groups.get(&group_id) else {
             continue;
@@ -152,7 +159,7 @@ pub fn desired_state(snapshot: &OktaSnapshot, policy: &WorkspacePolicy) -> Desir
             .get(&group_id)
             .map(|m| {
                 m.iter()
-                    .filter(|u| desired.users.contains_key(*u))
+                    .filter(|u| in_scope.contains(u.as_str()))
                     .cloned()
                     .collect()
             })

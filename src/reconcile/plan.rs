@@ -2,7 +2,9 @@
 //! `plan()` does no IO, cannot fail and is deterministic (sorted output), so it is
 //! property-tested and its result can be printed, held, approved and journaled.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashSet, HashSetExt};
 
 use crate::model::{
     OktaGroupId, OktaUserId, UserAttributes, WorkspaceGroup, WorkspaceObjectId, WorkspaceState,
@@ -282,12 +284,15 @@ impl Plan {
 /// are ever changed or deactivated; unmanaged ones can only be adopted.
 pub fn plan(desired: &DesiredState, current: &WorkspaceState, options: PlanOptions) -> Plan {
     let mut ops = Vec::new();
-    // Hash maps: a plan over 100k users does a few lookups per user and per membership.
+    // Hash maps and a seen-list: a plan over 100k users does a few lookups per user and per
+    // membership, and ordered maps of Okta ids (long shared prefixes) cost a string
+    // comparison per level.
     let managed: HashMap<&str, &WorkspaceUser> = current
         .users
         .iter()
         .filter_map(|u| u.okta_id.as_deref().map(|id| (id, u)))
         .collect();
+    let mut desired_managed: HashSet<&str> = HashSet::with_capacity(managed.len());
     let mut adoptable = Adoptable::new(
         current
             .users
@@ -296,13 +301,14 @@ pub fn plan(desired: &DesiredState, current: &WorkspaceState, options: PlanOptio
     );
 
     for (okta_id, attributes) in &desired.users {
-        if managed
-            .get(okta_id.as_str())
-            .is_some_and(|u| options.pushed_since_read(u.pushed_at))
-        {
-            continue;
+        let user = managed.get(okta_id.as_str());
+        if let Some(user) = user {
+            desired_managed.insert(user.id.as_str());
+            if options.pushed_since_read(user.pushed_at) {
+                continue;
+            }
         }
-        match managed.get(okta_id.as_str()) {
+        match user {
             Some(user) if !user.active => ops.push(Operation::ReactivateUser {
                 okta_id: okta_id.clone(),
                 workspace_id: user.id.clone(),
@@ -333,7 +339,10 @@ pub fn plan(desired: &DesiredState, current: &WorkspaceState, options: PlanOptio
         let Some(okta_id) = user.okta_id.as_ref() else {
             continue;
         };
+        // Not seen above is rare: confirm against the desired state itself (a workspace
+        // holding two users with one Okta id keeps only one of them in `managed`).
         if user.active
+            && !desired_managed.contains(user.id.as_str())
             && !desired.users.contains_key(okta_id)
             && !options.pushed_since_read(user.pushed_at)
         {
@@ -361,10 +370,8 @@ fn plan_groups(
     options: PlanOptions,
     ops: &mut Vec<Operation>,
 ) {
-    let okta_of_workspace_user: HashMap<&str, &str> = managed_users
-        .iter()
-        .map(|(okta, u)| (u.id.as_str(), *okta))
-        .collect();
+    // Only needed to name the Okta user of a removed member: built on the first removal.
+    let mut okta_of_workspace_user: Option<HashMap<&str, &str>> = None;
     let managed_groups: BTreeMap<&str, &WorkspaceGroup> = current
         .groups
         .iter()
@@ -406,33 +413,35 @@ fn plan_groups(
                 adopt
             }
         };
-        let present: HashSet<&str> = existing
-            .map(|g| g.members.iter().map(String::as_str).collect())
-            .unwrap_or_default();
-        let to_add: Vec<OktaUserId> = want
-            .members
+        let no_members = BTreeSet::new();
+        let present = existing.map_or(&no_members, |g| &g.members);
+        let mut wanted: HashSet<&str> = HashSet::with_capacity(want.members.len());
+        let mut to_add: Vec<OktaUserId> = Vec::new();
+        for okta in &want.members {
+            match managed_users.get(okta.as_str()) {
+                Some(user) if present.contains(&user.id) => {
+                    wanted.insert(user.id.as_str());
+                }
+                _ => to_add.push(okta.clone()),
+            }
+        }
+        // In the workspace group's order (sorted by workspace id): the plan is deterministic.
+        let to_remove: Vec<RemovedMember> = present
             .iter()
-            .filter(|okta| {
-                managed_users
-                    .get(okta.as_str())
-                    .is_none_or(|u| !present.contains(u.id.as_str()))
-            })
-            .cloned()
-            .collect();
-        let mut to_remove: Vec<RemovedMember> = present
-            .iter()
-            .filter(|ws| {
-                okta_of_workspace_user
-                    .get(*ws)
-                    .is_none_or(|okta| !want.members.contains(*okta))
-            })
-            .map(|ws| RemovedMember {
-                workspace_id: (*ws).to_owned(),
-                okta_id: okta_of_workspace_user.get(*ws).map(|o| (*o).to_owned()),
+            .filter(|ws| !wanted.contains(ws.as_str()))
+            .map(|ws| {
+                let okta_of = okta_of_workspace_user.get_or_insert_with(|| {
+                    managed_users
+                        .iter()
+                        .map(|(okta, u)| (u.id.as_str(), *okta))
+                        .collect()
+                });
+                RemovedMember {
+                    workspace_id: ws.clone(),
+                    okta_id: okta_of.get(ws.as_str()).map(|o| (*o).to_owned()),
+                }
             })
             .collect();
-        // `present` is a hash set: the plan's order must not depend on it.
-        to_remove.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
         if !to_add.is_empty() {
             ops.push(Operation::AddMembers {
                 okta_group_id: okta_group_id.clone(),
