@@ -62,17 +62,19 @@ impl Gate {
         std::future::pending().await
     }
 
-    fn started(&self) {
-        self.in_flight.count.fetch_add(1, Ordering::SeqCst);
+    fn started(&self, operations: usize) {
+        self.in_flight.count.fetch_add(operations, Ordering::SeqCst);
     }
 
-    fn finished(&self) {
+    fn finished(&self, operations: usize) {
         // Saturating: an outcome journaled for an operation this gate did not see start
         // (none today) must not wrap the count.
         let _ = self
             .in_flight
             .count
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(operations))
+            });
         self.in_flight.idle.notify_waiters();
     }
 
@@ -121,8 +123,24 @@ impl<T: WorkspaceTarget> WorkspaceTarget for Gated<T> {
         if self.gate.closed.is_cancelled() {
             return self.gate.park().await;
         }
-        self.gate.started();
+        self.gate.started(1);
         self.inner.execute(workspace_id, operation).await
+    }
+
+    fn batch_size(&self, workspace_id: &str) -> usize {
+        self.inner.batch_size(workspace_id)
+    }
+
+    async fn execute_batch(
+        &self,
+        workspace_id: &str,
+        operations: &[&Operation],
+    ) -> Vec<Result<(), TargetError>> {
+        if self.gate.closed.is_cancelled() {
+            return self.gate.park().await;
+        }
+        self.gate.started(operations.len());
+        self.inner.execute_batch(workspace_id, operations).await
     }
 }
 
@@ -149,7 +167,16 @@ impl<S: StateStore> StateStore for Gated<S> {
         error: Option<&str>,
     ) -> Result<(), StateError> {
         let result = self.inner.journal_outcome(entry, error).await;
-        self.gate.finished();
+        self.gate.finished(1);
+        result
+    }
+
+    async fn journal_outcomes(
+        &self,
+        outcomes: &[(JournalEntryId, Option<&str>)],
+    ) -> Result<(), StateError> {
+        let result = self.inner.journal_outcomes(outcomes).await;
+        self.gate.finished(outcomes.len());
         result
     }
 

@@ -513,10 +513,7 @@ mod tests {
         let interval = Duration::from_secs(100);
         let samples: Vec<Duration> = (0..1000).map(|_| jittered(interval)).collect();
         for d in &samples {
-            assert!(
-                *d > Duration::from_secs(90) && *d <= interval,
-                "{d:?}"
-            );
+            assert!(*d > Duration::from_secs(90) && *d <= interval, "{d:?}");
         }
         assert!(
             samples.iter().any(|d| *d < Duration::from_secs(95)),

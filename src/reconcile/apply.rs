@@ -7,7 +7,9 @@
 //! up to that many operations on distinct objects at a time. The plan's phases stay in
 //! order (every user operation finishes before the first group operation starts, so
 //! memberships find their users), and the operations on one object run one after another
-//! in plan order (a group's creation before its members).
+//! in plan order (a group's creation before its members). A target taking one at a time
+//! may take consecutive operations as a batch (`WorkspaceTarget::batch_size`: the local
+//! store writes a batch in one transaction), each still with its own outcome.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,27 +51,45 @@ pub async fn apply<T: WorkspaceTarget, S: StateStore>(
     }
     let total = operations.len();
     let in_flight = target.max_in_flight(workspace_id).max(1);
+    // Batches only when one runs at a time: a batch is consecutive operations in order.
+    let batch = if in_flight == 1 {
+        target.batch_size(workspace_id).max(1)
+    } else {
+        1
+    };
     let done = AtomicUsize::new(0);
     let run_chain = |chain: Chain| {
         let (operations, entries, done) = (&operations, &entries, &done);
         async move {
             let mut results = Vec::with_capacity(chain.len());
-            for index in chain {
-                let operation = &operations[index];
-                let result = target.execute(workspace_id, operation).await;
-                if let Err(error) = &result {
-                    tracing::warn!(
-                        workspace = workspace_id,
-                        op = operation.kind().as_str(),
-                        okta_id = operation.okta_id(),
-                        error = %error,
-                        "operation failed"
-                    );
+            for indices in chain.chunks(batch) {
+                let ops: Vec<&Operation> = indices.iter().map(|&i| &operations[i]).collect();
+                let outcomes = match ops.as_slice() {
+                    [operation] => vec![target.execute(workspace_id, operation).await],
+                    _ => target.execute_batch(workspace_id, &ops).await,
+                };
+                let mut journal = Vec::with_capacity(indices.len());
+                for ((&index, operation), result) in indices.iter().zip(&ops).zip(&outcomes) {
+                    if let Err(error) = result {
+                        tracing::warn!(
+                            workspace = workspace_id,
+                            op = operation.kind().as_str(),
+                            okta_id = operation.okta_id(),
+                            error = %error,
+                            "operation failed"
+                        );
+                    }
+                    journal.push((
+                        entries[index],
+                        result.as_ref().err().map(|e| e.message.as_str()),
+                    ));
                 }
-                let error = result.as_ref().err().map(|e| e.message.as_str());
-                state.journal_outcome(entries[index], error).await?;
-                results.push((index, result));
-                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                state.journal_outcomes(&journal).await?;
+                results.extend(indices.iter().copied().zip(outcomes));
+                progress(
+                    done.fetch_add(indices.len(), Ordering::Relaxed) + indices.len(),
+                    total,
+                );
             }
             Ok::<_, StateError>(results)
         }

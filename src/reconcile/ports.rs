@@ -67,6 +67,27 @@ pub trait WorkspaceTarget: Send + Sync {
         workspace_id: &str,
         operation: &Operation,
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
+
+    /// How many consecutive operations `execute_batch` takes at once (with one in flight).
+    fn batch_size(&self, _workspace_id: &str) -> usize {
+        1
+    }
+
+    /// Applies operations in order, with an outcome each, as `execute` would one by one
+    /// (which is what this default does); a target may make them one write.
+    fn execute_batch<'a>(
+        &'a self,
+        workspace_id: &'a str,
+        operations: &'a [&'a Operation],
+    ) -> impl Future<Output = Vec<Result<(), TargetError>>> + Send + 'a {
+        async move {
+            let mut results = Vec::with_capacity(operations.len());
+            for operation in operations {
+                results.push(self.execute(workspace_id, operation).await);
+            }
+            results
+        }
+    }
 }
 
 /// An error from the engine's own state (the store behind the journal).
@@ -108,6 +129,19 @@ pub trait StateStore: Send + Sync {
         entry: JournalEntryId,
         error: Option<&str>,
     ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// The outcomes of several operations; a store may write them at once.
+    fn journal_outcomes<'a>(
+        &'a self,
+        outcomes: &'a [(JournalEntryId, Option<&'a str>)],
+    ) -> impl Future<Output = Result<(), StateError>> + Send + 'a {
+        async move {
+            for (entry, error) in outcomes {
+                self.journal_outcome(*entry, *error).await?;
+            }
+            Ok(())
+        }
+    }
 
     fn finish_cycle(
         &self,

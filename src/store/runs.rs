@@ -146,6 +146,13 @@ impl StateStore for RunState {
         self.store.journal_outcome(entry, error).await
     }
 
+    async fn journal_outcomes(
+        &self,
+        outcomes: &[(JournalEntryId, Option<&str>)],
+    ) -> Result<(), StateError> {
+        self.store.journal_outcomes(outcomes).await
+    }
+
     async fn finish_cycle(
         &self,
         cycle_id: i64,

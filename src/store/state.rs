@@ -178,6 +178,30 @@ impl StateStore for Store {
         Ok(())
     }
 
+    async fn journal_outcomes(
+        &self,
+        outcomes: &[(JournalEntryId, Option<&str>)],
+    ) -> Result<(), StateError> {
+        if let [(entry, error)] = outcomes {
+            return self.journal_outcome(*entry, *error).await;
+        }
+        let now = now_millis();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for (entry, error) in outcomes {
+                sqlx::query("UPDATE journal SET status = $2, error = $3, finished_at = $4 WHERE id = $1")
+                    .bind(entry)
+                    .bind(if error.is_some() { "failed" } else { "applied" })
+                    .bind(error)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     async fn finish_cycle(
         &self,
         cycle_id: i64,

@@ -208,6 +208,196 @@ macro_rules! write_group {
     }};
 }
 
+/// Applies one operation inside the transaction `$tx`. A hard error returns from the
+/// enclosing function (the transaction is dropped, so nothing of it is kept); evaluates to
+/// a soft error: the operation's own changes stand, but it did not take full effect
+/// (members whose users do not exist yet).
+macro_rules! apply_in_tx {
+    ($tx:ident, $ws:expr, $operation:expr, $now:expr) => {{
+        let mut soft: Option<StoreError> = None;
+        match $operation {
+            Operation::CreateUser { okta_id, attributes } => {
+                let existing: Option<(String, String)> = sqlx::query_as(
+                    "SELECT id, doc FROM workspace_users WHERE workspace_id = $1 AND okta_id = $2",
+                )
+                .bind($ws)
+                .bind(okta_id)
+                .fetch_optional(&mut *$tx)
+                .await?;
+                let (id, old) = match existing {
+                    Some((id, doc)) => (id, Some(parse_doc(&doc)?)),
+                    None => (uuid::Uuid::new_v4().to_string(), None),
+                };
+                let doc = scim_wire::merge_user(old.as_ref(), attributes, true, Some(okta_id));
+                write_user!($tx, $ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: false }, $now)?;
+            }
+            Operation::AdoptUser { okta_id, workspace_id: object_id, attributes, .. } => {
+                let old: Option<(String,)> = sqlx::query_as(
+                    "SELECT doc FROM workspace_users WHERE workspace_id = $1 AND id = $2 AND (okta_id IS NULL OR okta_id = $3)",
+                )
+                .bind($ws)
+                .bind(object_id)
+                .bind(okta_id)
+                .fetch_optional(&mut *$tx)
+                .await?;
+                let Some((old,)) = old else {
+                    return Err(StoreError::NotFound(format!(
+                        "user {object_id} to adopt is gone or managed by another Okta user"
+                    )));
+                };
+                let doc = scim_wire::merge_user(Some(&parse_doc(&old)?), attributes, true, Some(okta_id));
+                write_user!($tx, $ws, &UserWrite { id: object_id, okta_id: Some(okta_id), doc: &doc, pushed: false }, $now)?;
+            }
+            Operation::UpdateUser { okta_id, to: attributes, .. }
+            | Operation::ReactivateUser { okta_id, attributes, .. } => {
+                let (id, old) = find_doc!($tx, MANAGED_USER, $ws, okta_id, format!("no managed user for Okta user {okta_id}"))?;
+                let doc = scim_wire::merge_user(Some(&old), attributes, true, Some(okta_id));
+                write_user!($tx, $ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: false }, $now)?;
+            }
+            Operation::DeactivateUser { okta_id, .. } => {
+                let (id, mut doc) = find_doc!($tx, MANAGED_USER, $ws, okta_id, format!("no managed user for Okta user {okta_id}"))?;
+                if let Some(obj) = doc.as_object_mut() {
+                    obj.insert("active".into(), Value::Bool(false));
+                }
+                write_user!($tx, $ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: false }, $now)?;
+            }
+            Operation::CreateGroup { okta_group_id, display_name, adopt } => {
+                let existing = match adopt {
+                    Some(object_id) => sqlx::query_as::<_, (String, String)>(
+                        "SELECT id, doc FROM workspace_groups WHERE workspace_id = $1 AND id = $2 AND (okta_group_id IS NULL OR okta_group_id = $3)",
+                    )
+                    .bind($ws)
+                    .bind(object_id)
+                    .bind(okta_group_id)
+                    .fetch_optional(&mut *$tx)
+                    .await?,
+                    None => sqlx::query_as::<_, (String, String)>(
+                        "SELECT id, doc FROM workspace_groups WHERE workspace_id = $1 AND okta_group_id = $2",
+                    )
+                    .bind($ws)
+                    .bind(okta_group_id)
+                    .fetch_optional(&mut *$tx)
+                    .await?,
+                };
+                let (id, old) = match (existing, adopt) {
+                    (Some((id, doc)), _) => (id, Some(parse_doc(&doc)?)),
+                    (None, Some(object_id)) => {
+                        return Err(StoreError::NotFound(format!("group {object_id} to link is gone or linked elsewhere")));
+                    }
+                    (None, None) => (uuid::Uuid::new_v4().to_string(), None),
+                };
+                // Linking keeps the workspace group's name until a rename says otherwise.
+                let name = match (&old, adopt) {
+                    (Some(doc), Some(_)) => doc.get("displayName").and_then(Value::as_str).unwrap_or(display_name).to_owned(),
+                    _ => display_name.clone(),
+                };
+                let doc = scim_wire::merge_group(old.as_ref(), &name);
+                write_group!($tx, $ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, $now)?;
+            }
+            Operation::RenameGroup { okta_group_id, to, .. } => {
+                let (id, old) = find_doc!($tx, PUSHED_GROUP, $ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
+                let doc = scim_wire::merge_group(Some(&old), to);
+                write_group!($tx, $ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, $now)?;
+            }
+            Operation::AddMembers { okta_group_id, members } => {
+                let (id, old) = find_doc!($tx, PUSHED_GROUP, $ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
+                let mut add = Vec::new();
+                let mut missing = Vec::new();
+                for okta_id in members {
+                    let found: Option<(String,)> = sqlx::query_as(
+                        "SELECT id FROM workspace_users WHERE workspace_id = $1 AND okta_id = $2",
+                    )
+                    .bind($ws)
+                    .bind(okta_id)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+                    match found {
+                        Some((user,)) => add.push(user),
+                        None => missing.push(okta_id.clone()),
+                    }
+                }
+                let doc = scim_wire::change_group_members(&old, &add, &[]);
+                write_group!($tx, $ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, $now)?;
+                if !missing.is_empty() {
+                    // Keep the members that exist; the missing ones come back next cycle.
+                    soft = Some(StoreError::NotFound(format!(
+                        "members not in the workspace yet: {}",
+                        missing.join(", ")
+                    )));
+                }
+            }
+            Operation::RemoveMembers { okta_group_id, members } => {
+                let (id, old) = find_doc!($tx, PUSHED_GROUP, $ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
+                let remove: Vec<String> = members.iter().map(|m| m.workspace_id.clone()).collect();
+                let doc = scim_wire::change_group_members(&old, &[], &remove);
+                write_group!($tx, $ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, $now)?;
+            }
+            Operation::UnlinkGroup { okta_group_id, delete, .. } => {
+                if *delete {
+                    sqlx::query("DELETE FROM workspace_groups WHERE workspace_id = $1 AND okta_group_id = $2")
+                        .bind($ws)
+                        .bind(okta_group_id)
+                        .execute(&mut *$tx)
+                        .await?;
+                } else {
+                    sqlx::query(
+                        "UPDATE workspace_groups SET okta_group_id = NULL, version = version + 1, updated_at = $3 \
+                         WHERE workspace_id = $1 AND okta_group_id = $2",
+                    )
+                    .bind($ws)
+                    .bind(okta_group_id)
+                    .bind($now)
+                    .execute(&mut *$tx)
+                    .await?;
+                }
+            }
+            Operation::PushUser(p) => {
+                let okta_id = check_push!($tx, $ws, "SELECT okta_id, version FROM workspace_users WHERE workspace_id = $1 AND id = $2", p)?;
+                let doc = parse_doc(&p.document)?;
+                write_user!($tx, $ws, &UserWrite { id: &p.workspace_id, okta_id: okta_id.as_deref(), doc: &doc, pushed: true }, $now)?;
+            }
+            Operation::PushGroup(p) => {
+                let okta_group_id = check_push!($tx, $ws, "SELECT okta_group_id, version FROM workspace_groups WHERE workspace_id = $1 AND id = $2", p)?;
+                let doc = parse_doc(&p.document)?;
+                write_group!($tx, $ws, &GroupWrite { id: &p.workspace_id, okta_group_id: okta_group_id.as_deref(), doc: &doc, pushed: true }, $now)?;
+            }
+            Operation::DeleteUser { workspace_id: id } => {
+                let groups: Vec<(String, Option<String>, String)> = sqlx::query_as(
+                    "SELECT g.id, g.okta_group_id, g.doc FROM workspace_groups g JOIN workspace_group_members m \
+                     ON m.workspace_id = g.workspace_id AND m.group_id = g.id WHERE g.workspace_id = $1 AND m.user_id = $2",
+                )
+                .bind($ws)
+                .bind(id)
+                .fetch_all(&mut *$tx)
+                .await?;
+                for (group_id, okta_group_id, doc) in groups {
+                    let doc = scim_wire::change_group_members(&parse_doc(&doc)?, &[], std::slice::from_ref(id));
+                    write_group!($tx, $ws, &GroupWrite { id: &group_id, okta_group_id: okta_group_id.as_deref(), doc: &doc, pushed: true }, $now)?;
+                }
+                let done = sqlx::query("DELETE FROM workspace_users WHERE workspace_id = $1 AND id = $2")
+                    .bind($ws)
+                    .bind(id)
+                    .execute(&mut *$tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound(format!("no user {id}")));
+                }
+            }
+            Operation::DeleteGroup { workspace_id: id } => {
+                let done = sqlx::query("DELETE FROM workspace_groups WHERE workspace_id = $1 AND id = $2")
+                    .bind($ws)
+                    .bind(id)
+                    .execute(&mut *$tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound(format!("no group {id}")));
+                }
+            }
+        }
+        soft
+    }};
+}
+
 impl Store {
     pub async fn load_workspace(&self, workspace_id: &str) -> Result<WorkspaceState, StoreError> {
         let (users, groups, members) = on_pool!(self, pool => {
@@ -283,184 +473,48 @@ impl Store {
         let now = now_millis();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            match operation {
-                Operation::CreateUser { okta_id, attributes } => {
-                    let existing: Option<(String, String)> = sqlx::query_as(
-                        "SELECT id, doc FROM workspace_users WHERE workspace_id = $1 AND okta_id = $2",
-                    )
-                    .bind(ws)
-                    .bind(okta_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let (id, old) = match existing {
-                        Some((id, doc)) => (id, Some(parse_doc(&doc)?)),
-                        None => (uuid::Uuid::new_v4().to_string(), None),
-                    };
-                    let doc = scim_wire::merge_user(old.as_ref(), attributes, true, Some(okta_id));
-                    write_user!(tx, ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: false }, now)?;
+            let soft = apply_in_tx!(tx, ws, operation, now);
+            tx.commit().await?;
+            if let Some(error) = soft {
+                return Err(error);
+            }
+        });
+        Ok(())
+    }
+
+    /// Applies operations in one transaction (a first sync writes 100k users: one commit
+    /// per operation would cost more than the writes). If any of them fails, the
+    /// transaction keeps nothing and each is applied on its own, so every operation still
+    /// gets its own outcome and one failure never blocks the others.
+    pub async fn apply_operations(
+        &self,
+        ws: &str,
+        operations: &[&Operation],
+    ) -> Vec<Result<(), StoreError>> {
+        match self.apply_all_or_none(ws, operations).await {
+            Ok(()) => operations.iter().map(|_| Ok(())).collect(),
+            Err(error) => {
+                tracing::debug!(workspace = ws, operations = operations.len(), error = %error, "a batch failed: applying its operations one by one");
+                let mut results = Vec::with_capacity(operations.len());
+                for operation in operations {
+                    results.push(self.apply_operation(ws, operation).await);
                 }
-                Operation::AdoptUser { okta_id, workspace_id: object_id, attributes, .. } => {
-                    let old: Option<(String,)> = sqlx::query_as(
-                        "SELECT doc FROM workspace_users WHERE workspace_id = $1 AND id = $2 AND (okta_id IS NULL OR okta_id = $3)",
-                    )
-                    .bind(ws)
-                    .bind(object_id)
-                    .bind(okta_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some((old,)) = old else {
-                        return Err(StoreError::NotFound(format!(
-                            "user {object_id} to adopt is gone or managed by another Okta user"
-                        )));
-                    };
-                    let doc = scim_wire::merge_user(Some(&parse_doc(&old)?), attributes, true, Some(okta_id));
-                    write_user!(tx, ws, &UserWrite { id: object_id, okta_id: Some(okta_id), doc: &doc, pushed: false }, now)?;
-                }
-                Operation::UpdateUser { okta_id, to: attributes, .. }
-                | Operation::ReactivateUser { okta_id, attributes, .. } => {
-                    let (id, old) = find_doc!(tx, MANAGED_USER, ws, okta_id, format!("no managed user for Okta user {okta_id}"))?;
-                    let doc = scim_wire::merge_user(Some(&old), attributes, true, Some(okta_id));
-                    write_user!(tx, ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: false }, now)?;
-                }
-                Operation::DeactivateUser { okta_id, .. } => {
-                    let (id, mut doc) = find_doc!(tx, MANAGED_USER, ws, okta_id, format!("no managed user for Okta user {okta_id}"))?;
-                    if let Some(obj) = doc.as_object_mut() {
-                        obj.insert("active".into(), Value::Bool(false));
-                    }
-                    write_user!(tx, ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: false }, now)?;
-                }
-                Operation::CreateGroup { okta_group_id, display_name, adopt } => {
-                    let existing = match adopt {
-                        Some(object_id) => sqlx::query_as::<_, (String, String)>(
-                            "SELECT id, doc FROM workspace_groups WHERE workspace_id = $1 AND id = $2 AND (okta_group_id IS NULL OR okta_group_id = $3)",
-                        )
-                        .bind(ws)
-                        .bind(object_id)
-                        .bind(okta_group_id)
-                        .fetch_optional(&mut *tx)
-                        .await?,
-                        None => sqlx::query_as::<_, (String, String)>(
-                            "SELECT id, doc FROM workspace_groups WHERE workspace_id = $1 AND okta_group_id = $2",
-                        )
-                        .bind(ws)
-                        .bind(okta_group_id)
-                        .fetch_optional(&mut *tx)
-                        .await?,
-                    };
-                    let (id, old) = match (existing, adopt) {
-                        (Some((id, doc)), _) => (id, Some(parse_doc(&doc)?)),
-                        (None, Some(object_id)) => {
-                            return Err(StoreError::NotFound(format!("group {object_id} to link is gone or linked elsewhere")));
-                        }
-                        (None, None) => (uuid::Uuid::new_v4().to_string(), None),
-                    };
-                    // Linking keeps the workspace group's name until a rename says otherwise.
-                    let name = match (&old, adopt) {
-                        (Some(doc), Some(_)) => doc.get("displayName").and_then(Value::as_str).unwrap_or(display_name).to_owned(),
-                        _ => display_name.clone(),
-                    };
-                    let doc = scim_wire::merge_group(old.as_ref(), &name);
-                    write_group!(tx, ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, now)?;
-                }
-                Operation::RenameGroup { okta_group_id, to, .. } => {
-                    let (id, old) = find_doc!(tx, PUSHED_GROUP, ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
-                    let doc = scim_wire::merge_group(Some(&old), to);
-                    write_group!(tx, ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, now)?;
-                }
-                Operation::AddMembers { okta_group_id, members } => {
-                    let (id, old) = find_doc!(tx, PUSHED_GROUP, ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
-                    let mut add = Vec::new();
-                    let mut missing = Vec::new();
-                    for okta_id in members {
-                        let found: Option<(String,)> = sqlx::query_as(
-                            "SELECT id FROM workspace_users WHERE workspace_id = $1 AND okta_id = $2",
-                        )
-                        .bind(ws)
-                        .bind(okta_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        match found {
-                            Some((user,)) => add.push(user),
-                            None => missing.push(okta_id.clone()),
-                        }
-                    }
-                    let doc = scim_wire::change_group_members(&old, &add, &[]);
-                    write_group!(tx, ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, now)?;
-                    if !missing.is_empty() {
-                        // Keep the members that exist; the missing ones come back next cycle.
-                        tx.commit().await?;
-                        return Err(StoreError::NotFound(format!(
-                            "members not in the workspace yet: {}",
-                            missing.join(", ")
-                        )));
-                    }
-                }
-                Operation::RemoveMembers { okta_group_id, members } => {
-                    let (id, old) = find_doc!(tx, PUSHED_GROUP, ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
-                    let remove: Vec<String> = members.iter().map(|m| m.workspace_id.clone()).collect();
-                    let doc = scim_wire::change_group_members(&old, &[], &remove);
-                    write_group!(tx, ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, now)?;
-                }
-                Operation::UnlinkGroup { okta_group_id, delete, .. } => {
-                    if *delete {
-                        sqlx::query("DELETE FROM workspace_groups WHERE workspace_id = $1 AND okta_group_id = $2")
-                            .bind(ws)
-                            .bind(okta_group_id)
-                            .execute(&mut *tx)
-                            .await?;
-                    } else {
-                        sqlx::query(
-                            "UPDATE workspace_groups SET okta_group_id = NULL, version = version + 1, updated_at = $3 \
-                             WHERE workspace_id = $1 AND okta_group_id = $2",
-                        )
-                        .bind(ws)
-                        .bind(okta_group_id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                Operation::PushUser(p) => {
-                    let okta_id = check_push!(tx, ws, "SELECT okta_id, version FROM workspace_users WHERE workspace_id = $1 AND id = $2", p)?;
-                    let doc = parse_doc(&p.document)?;
-                    write_user!(tx, ws, &UserWrite { id: &p.workspace_id, okta_id: okta_id.as_deref(), doc: &doc, pushed: true }, now)?;
-                }
-                Operation::PushGroup(p) => {
-                    let okta_group_id = check_push!(tx, ws, "SELECT okta_group_id, version FROM workspace_groups WHERE workspace_id = $1 AND id = $2", p)?;
-                    let doc = parse_doc(&p.document)?;
-                    write_group!(tx, ws, &GroupWrite { id: &p.workspace_id, okta_group_id: okta_group_id.as_deref(), doc: &doc, pushed: true }, now)?;
-                }
-                Operation::DeleteUser { workspace_id: id } => {
-                    let groups: Vec<(String, Option<String>, String)> = sqlx::query_as(
-                        "SELECT g.id, g.okta_group_id, g.doc FROM workspace_groups g JOIN workspace_group_members m \
-                         ON m.workspace_id = g.workspace_id AND m.group_id = g.id WHERE g.workspace_id = $1 AND m.user_id = $2",
-                    )
-                    .bind(ws)
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    for (group_id, okta_group_id, doc) in groups {
-                        let doc = scim_wire::change_group_members(&parse_doc(&doc)?, &[], std::slice::from_ref(id));
-                        write_group!(tx, ws, &GroupWrite { id: &group_id, okta_group_id: okta_group_id.as_deref(), doc: &doc, pushed: true }, now)?;
-                    }
-                    let done = sqlx::query("DELETE FROM workspace_users WHERE workspace_id = $1 AND id = $2")
-                        .bind(ws)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::NotFound(format!("no user {id}")));
-                    }
-                }
-                Operation::DeleteGroup { workspace_id: id } => {
-                    let done = sqlx::query("DELETE FROM workspace_groups WHERE workspace_id = $1 AND id = $2")
-                        .bind(ws)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::NotFound(format!("no group {id}")));
-                    }
+                results
+            }
+        }
+    }
+
+    async fn apply_all_or_none(
+        &self,
+        ws: &str,
+        operations: &[&Operation],
+    ) -> Result<(), StoreError> {
+        let now = now_millis();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for operation in operations {
+                if let Some(error) = apply_in_tx!(tx, ws, *operation, now) {
+                    return Err(error);
                 }
             }
             tx.commit().await?;

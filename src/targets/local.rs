@@ -5,6 +5,10 @@ use crate::reconcile::plan::Operation;
 use crate::reconcile::ports::{TargetError, TargetErrorKind, WorkspaceTarget};
 use crate::store::{Store, StoreError};
 
+/// Operations written per transaction: large enough that commits stop dominating a first
+/// sync, small enough that a SCIM write waits only milliseconds for the write lock.
+const BATCH: usize = 200;
+
 #[derive(Debug, Clone)]
 pub struct LocalTarget {
     store: Store,
@@ -45,5 +49,22 @@ impl WorkspaceTarget for LocalTarget {
             .apply_operation(workspace_id, operation)
             .await
             .map_err(target_error)
+    }
+
+    fn batch_size(&self, _workspace_id: &str) -> usize {
+        BATCH
+    }
+
+    async fn execute_batch(
+        &self,
+        workspace_id: &str,
+        operations: &[&Operation],
+    ) -> Vec<Result<(), TargetError>> {
+        self.store
+            .apply_operations(workspace_id, operations)
+            .await
+            .into_iter()
+            .map(|result| result.map_err(target_error))
+            .collect()
     }
 }

@@ -63,4 +63,22 @@ impl WorkspaceTarget for Targets {
             None => self.local.execute(workspace_id, operation).await,
         }
     }
+
+    fn batch_size(&self, workspace_id: &str) -> usize {
+        match self.scim.get(workspace_id) {
+            Some(target) => target.batch_size(workspace_id),
+            None => self.local.batch_size(workspace_id),
+        }
+    }
+
+    async fn execute_batch(
+        &self,
+        workspace_id: &str,
+        operations: &[&Operation],
+    ) -> Vec<Result<(), TargetError>> {
+        match self.scim.get(workspace_id) {
+            Some(target) => target.execute_batch(workspace_id, operations).await,
+            None => self.local.execute_batch(workspace_id, operations).await,
+        }
+    }
 }

@@ -132,6 +132,56 @@ async fn conformance(backend: Backend) {
         "existing members added despite the missing one"
     );
 
+    // A batch is one transaction; one failing operation in it keeps nothing of the batch,
+    // then each operation is applied on its own: the failure is its own, the rest apply.
+    let batch = [
+        Operation::CreateUser {
+            okta_id: "00u4".into(),
+            attributes: attrs("linus@example.com"),
+        },
+        Operation::UpdateUser {
+            okta_id: "00u404".into(),
+            workspace_id: "gone".into(),
+            from: attrs("x@example.com"),
+            to: attrs("y@example.com"),
+        },
+        Operation::CreateGroup {
+            okta_group_id: "00g2".into(),
+            display_name: "Ops".into(),
+            adopt: None,
+        },
+        Operation::AddMembers {
+            okta_group_id: "00g2".into(),
+            members: vec!["00u4".into()],
+        },
+    ];
+    let refs: Vec<&Operation> = batch.iter().collect();
+    let results = store.apply_operations("ws", &refs).await;
+    let failed: Vec<usize> = (0..results.len())
+        .filter(|&i| results[i].is_err())
+        .collect();
+    assert_eq!(failed, vec![1], "{results:?}");
+    let whole = store.apply_operations("ws", &refs[2..]).await;
+    assert!(
+        whole.iter().all(Result::is_ok),
+        "a batch replayed: {whole:?}"
+    );
+    let state = store
+        .load_workspace("ws")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state.users.len(), 3);
+    let ops_group = state
+        .groups
+        .iter()
+        .find(|g| g.display_name == "Ops")
+        .unwrap_or_else(|| panic!("the batch's group: {state:?}"));
+    assert_eq!(
+        ops_group.members.len(),
+        1,
+        "created in the same batch as its member's add"
+    );
+
     // Journal: pending entries of an interrupted cycle are superseded by the next cycle.
     let cycle = store
         .begin_cycle("ws", false)
@@ -145,6 +195,18 @@ async fn conformance(backend: Backend) {
         .journal_outcome(ids[0], None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let more = store
+        .journal_pending(
+            Some(cycle),
+            "ws",
+            &[create.clone(), add.clone(), group.clone()],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .journal_outcomes(&[(more[0], None), (more[1], Some("members missing"))])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     store
         .begin_cycle("ws", false)
         .await
@@ -155,7 +217,11 @@ async fn conformance(backend: Backend) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         counts,
-        vec![("applied".to_string(), 1), ("superseded".to_string(), 1)]
+        vec![
+            ("applied".to_string(), 2),
+            ("failed".to_string(), 1),
+            ("superseded".to_string(), 2)
+        ]
     );
 
     // Held plans: stable id per set, approval, consumption.
