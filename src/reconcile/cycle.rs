@@ -35,7 +35,8 @@ pub struct WorkspaceReport {
     pub workspace_id: String,
     pub complete_read: bool,
     pub read_failures: Vec<String>,
-    /// Every operation the plan contains.
+    /// Every operation the plan contains (for a dry run; empty otherwise, where `applied`,
+    /// `failed` and `held` say everything).
     pub planned: Plan,
     pub applied: Vec<Operation>,
     pub failed: Vec<(Operation, String)>,
@@ -164,7 +165,7 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
         read_started_at: Some(snapshot.read_started_at),
         ..spec.plan_options
     };
-    let full_plan = plan(&desired, &current, plan_options);
+    let mut full_plan = plan(&desired, &current, plan_options);
     let managed_active = current
         .users
         .iter()
@@ -187,8 +188,15 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
         None
     };
     let released = options.force || held_plan.as_ref().is_some_and(|h| h.approved);
+    // Kept whole only for a dry run, which reports it: a first sync of 100k users plans
+    // 100k operations, and a second copy of them is tens of MB at the cycle's peak.
+    let to_gate = if options.dry_run {
+        full_plan.clone()
+    } else {
+        std::mem::take(&mut full_plan)
+    };
     let gated = gate(
-        full_plan.clone(),
+        to_gate,
         GateInput {
             complete_read: snapshot.complete,
             managed_active,
@@ -206,6 +214,9 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
         state.finish_cycle(cycle_id, "planned", "").await?;
         return Ok(report);
     }
+    // The plan says everything now: free the two workspaces before applying it.
+    drop(desired);
+    drop(current);
     let outcome = apply(
         target,
         state,

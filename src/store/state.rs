@@ -100,6 +100,9 @@ impl Store {
     }
 }
 
+/// Journal rows written per statement (9 parameters each, far below either backend's limit).
+const JOURNAL_ROWS: usize = 500;
+
 impl StateStore for Store {
     async fn begin_cycle(&self, workspace_id: &str, dry_run: bool) -> Result<i64, StateError> {
         let now = now_millis();
@@ -134,25 +137,38 @@ impl StateStore for Store {
         operations: &[Operation],
     ) -> Result<Vec<JournalEntryId>, StateError> {
         let now = now_millis();
+        let source = if cycle_id.is_some() { "pull" } else { "scim" };
         let ids = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let mut ids = Vec::with_capacity(operations.len());
-            for (seq, op) in operations.iter().enumerate() {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO journal (cycle_id, source, workspace_id, seq, op, okta_id, detail, status, created_at) \
-                     VALUES ($1, $8, $2, $3, $4, $5, $6, 'pending', $7) RETURNING id",
-                )
-                .bind(cycle_id)
-                .bind(workspace_id)
-                .bind(i64::try_from(seq).unwrap_or(i64::MAX))
-                .bind(op.kind().as_str())
-                .bind(op.okta_id())
-                .bind(render::operation_json(op).to_string())
-                .bind(now)
-                .bind(if cycle_id.is_some() { "pull" } else { "scim" })
-                .fetch_one(&mut *tx)
-                .await?;
-                ids.push(id);
+            let mut ids = vec![0; operations.len()];
+            // Many rows per statement: a first sync journals 100k operations.
+            for (chunk_index, chunk) in operations.chunks(JOURNAL_ROWS).enumerate() {
+                let offset = chunk_index * JOURNAL_ROWS;
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO journal (cycle_id, source, workspace_id, seq, op, okta_id, detail, status, created_at) ",
+                );
+                insert.push_values(chunk.iter().enumerate(), |mut row, (i, op)| {
+                    row.push_bind(cycle_id)
+                        .push_bind(source)
+                        .push_bind(workspace_id)
+                        .push_bind(i64::try_from(offset + i).unwrap_or(i64::MAX))
+                        .push_bind(op.kind().as_str())
+                        .push_bind(op.okta_id())
+                        .push_bind(render::operation_json(op).to_string())
+                        .push_bind("pending")
+                        .push_bind(now);
+                });
+                // Matched by `seq`: the order of RETURNING rows is not promised.
+                insert.push(" RETURNING id, seq");
+                let rows: Vec<(i64, i64)> = insert.build_query_as().fetch_all(&mut *tx).await?;
+                for (id, seq) in rows {
+                    if let Some(slot) = usize::try_from(seq).ok().and_then(|s| ids.get_mut(s)) {
+                        *slot = id;
+                    }
+                }
+            }
+            if ids.contains(&0) {
+                return Err(StateError("the journal did not return every operation's entry".into()));
             }
             tx.commit().await?;
             ids
@@ -186,12 +202,27 @@ impl StateStore for Store {
             return self.journal_outcome(*entry, *error).await;
         }
         let now = now_millis();
+        let applied: Vec<JournalEntryId> = outcomes
+            .iter()
+            .filter(|(_, error)| error.is_none())
+            .map(|(entry, _)| *entry)
+            .collect();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            for (entry, error) in outcomes {
-                sqlx::query("UPDATE journal SET status = $2, error = $3, finished_at = $4 WHERE id = $1")
+            // Applied ones in one statement per chunk; failures carry their own error.
+            for chunk in applied.chunks(JOURNAL_ROWS) {
+                let mut update = sqlx::QueryBuilder::new("UPDATE journal SET status = 'applied', error = NULL, finished_at = ");
+                update.push_bind(now).push(" WHERE id IN (");
+                let mut ids = update.separated(", ");
+                for id in chunk {
+                    ids.push_bind(*id);
+                }
+                update.push(")");
+                update.build().execute(&mut *tx).await?;
+            }
+            for (entry, error) in outcomes.iter().filter(|(_, error)| error.is_some()) {
+                sqlx::query("UPDATE journal SET status = 'failed', error = $2, finished_at = $3 WHERE id = $1")
                     .bind(entry)
-                    .bind(if error.is_some() { "failed" } else { "applied" })
                     .bind(error)
                     .bind(now)
                     .execute(&mut *tx)
