@@ -133,8 +133,15 @@ impl Store {
                     }
                 }
             }
-            let total = count.fetch_one(pool).await?;
-            let rows = if limit > 0 { page.bind(limit).bind(offset).fetch_all(pool).await? } else { Vec::new() };
+            let rows: Vec<Row> = if limit > 0 { page.bind(limit).bind(offset).fetch_all(pool).await? } else { Vec::new() };
+            // A short, non-empty page (or a short first page) ends the results: its length
+            // gives the total without counting. Okta's `userName eq` lookups are such pages.
+            let short = rows.len() < usize::try_from(limit).unwrap_or(usize::MAX);
+            let total = if limit > 0 && short && (offset == 0 || !rows.is_empty()) {
+                offset + i64::try_from(rows.len()).unwrap_or(i64::MAX)
+            } else {
+                count.fetch_one(pool).await?
+            };
             (total, rows)
         });
         let resources = rows
