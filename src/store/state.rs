@@ -181,26 +181,13 @@ impl StateStore for Store {
         entry: JournalEntryId,
         error: Option<&str>,
     ) -> Result<(), StateError> {
-        let status = if error.is_some() { "failed" } else { "applied" };
-        on_pool!(self, pool => sqlx::query(
-            "UPDATE journal SET status = $2, error = $3, finished_at = $4 WHERE id = $1",
-        )
-        .bind(entry)
-        .bind(status)
-        .bind(error)
-        .bind(now_millis())
-        .execute(pool)
-        .await.map(|_| ()))?;
-        Ok(())
+        self.journal_outcomes(&[(entry, error)]).await
     }
 
     async fn journal_outcomes(
         &self,
         outcomes: &[(JournalEntryId, Option<&str>)],
     ) -> Result<(), StateError> {
-        if let [(entry, error)] = outcomes {
-            return self.journal_outcome(*entry, *error).await;
-        }
         let now = now_millis();
         let applied: Vec<JournalEntryId> = outcomes
             .iter()
