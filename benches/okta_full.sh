@@ -9,8 +9,9 @@
 #
 # Builds `cargo build --release -p oktasync` once (skipped when OKTASYNC_BIN names a
 # binary), starts `oktasync fake-okta`, runs `oktasync sync` into an empty SQLite
-# workspace (the full sync: every user created), then again on the converged workspace
-# (a full read that plans nothing), and prints per run: wall time, the read phase (first
+# workspace (the full sync: every user created), then `sync --full` on the converged
+# workspace (a full read that plans nothing: a plain sync would read incrementally), and
+# prints per run: wall time, the read phase (first
 # to last request the fake saw), the floor set by the slowest bucket (minimum calls
 # needed / oktasync's allowed calls per window), calls per bucket against the minimum
 # possible (from the fake's /__admin/stats and /__admin/state), and peak RSS of the
@@ -30,13 +31,10 @@ SHARE=0.5
 APP=0oafakeapp0000000001
 TOKEN=bench-token-not-secret
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=SCRIPTDIR/lib.sh
+. benches/lib.sh
 
-if [ -n "${OKTASYNC_BIN:-}" ]; then
-  BIN="$OKTASYNC_BIN"
-else
-  cargo build --release -p oktasync >&2
-  BIN=target/release/oktasync
-fi
+oktasync_bin
 WORK="$(mktemp -d /tmp/okta-bench.XXXXXX)"
 FAKE_PID=""
 cleanup() {
@@ -47,18 +45,9 @@ trap cleanup EXIT
 
 WINDOW_MS="$(python3 -c "print(round(60000 / $SCALE))")"
 # The fake logs every Okta request with a timestamp (debug): the read phase is measured there.
-OKTASYNC_LOG="fake_okta=debug,warn" "$BIN" fake-okta --listen 127.0.0.1:0 \
-  --users "$N_USERS" --groups "$N_GROUPS" --time-scale "$SCALE" --api-token "$TOKEN" \
-  >"$WORK/fake.out" 2>"$WORK/fake.log" &
-FAKE_PID=$!
-URL=""
-for _ in $(seq 1 600); do
-  URL="$(sed -n 's/^FAKE_OKTA_URL=//p' "$WORK/fake.out")"
-  [ -n "$URL" ] && break
-  kill -0 "$FAKE_PID" 2>/dev/null || { echo "fake-okta died: $(tail -5 "$WORK/fake.log")" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$URL" ] || { echo "fake-okta did not start within 60 s" >&2; exit 1; }
+OKTASYNC_LOG="fake_okta=debug,warn" start_fake_okta \
+  --users "$N_USERS" --groups "$N_GROUPS" --time-scale "$SCALE" --api-token "$TOKEN"
+URL="$FAKE_URL"
 
 cat >"$WORK/oktasync.toml" <<EOF
 [okta]
@@ -90,6 +79,8 @@ curl -sf "$URL/__admin/state" >"$WORK/state.json"
 # run-N.{txt,err,rss,wall,stats.json,log-lines} (log-lines: the fake's log lines of the run).
 run_sync() {
   local n="$1" start end
+  shift
+  # Remaining arguments go to `oktasync sync` (the second run's --full).
   curl -sf -X POST "$URL/__admin/stats/reset" >/dev/null
   curl -sf -X POST "$URL/__admin/ratelimit/reset" >/dev/null
   local from
@@ -97,10 +88,10 @@ run_sync() {
   start="$(date +%s.%N)"
   if [ -x /usr/bin/time ]; then
     /usr/bin/time -v -o "$WORK/run-$n.time" "$BIN" --config "$WORK/oktasync.toml" \
-      sync >"$WORK/run-$n.txt" 2>"$WORK/run-$n.err" || true
+      sync "$@" >"$WORK/run-$n.txt" 2>"$WORK/run-$n.err" || true
     sed -n 's/.*Maximum resident set size (kbytes): //p' "$WORK/run-$n.time" >"$WORK/run-$n.rss"
   else
-    "$BIN" --config "$WORK/oktasync.toml" sync >"$WORK/run-$n.txt" 2>"$WORK/run-$n.err" &
+    "$BIN" --config "$WORK/oktasync.toml" sync "$@" >"$WORK/run-$n.txt" 2>"$WORK/run-$n.err" &
     local pid=$! hwm=0 v
     while kill -0 "$pid" 2>/dev/null; do
       v="$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$pid/status" 2>/dev/null || true)"
@@ -118,7 +109,7 @@ run_sync() {
 
 run_sync 1
 sleep "$(python3 -c "print($WINDOW_MS / 1000)")"   # a fresh window for every bucket
-run_sync 2
+run_sync 2 --full
 
 WORK="$WORK" SCALE="$SCALE" SHARE="$SHARE" WINDOW_MS="$WINDOW_MS" APP="$APP" python3 - <<'EOF'
 import json, math, os, re, sys
