@@ -12,7 +12,8 @@
 #   USERS=20000 MEASURE_SECONDS=30 benches/idle.sh
 #   STORE_URL=postgres://postgres@127.0.0.1:5432/oktasync_bench benches/idle.sh
 #
-# Linux only (reads /proc). Builds the release binary first.
+# Linux only (reads /proc). Builds the release binary first (skipped when OKTASYNC_BIN
+# names a binary).
 set -euo pipefail
 
 USERS=${USERS:-160000}
@@ -24,8 +25,9 @@ IN_PROCESS_CYCLE=${IN_PROCESS_CYCLE:-1}
 ADMIN_TOKEN=bench-admin-token-0123456789
 
 cd "$(dirname "$0")/.."
-cargo build --release -p oktasync >&2
-BIN=$PWD/target/release/oktasync
+# shellcheck source=SCRIPTDIR/lib.sh
+. benches/lib.sh
+oktasync_bin
 WORK=$(mktemp -d)
 FAKE_PID=
 DAEMON_PID=
@@ -42,15 +44,7 @@ free_port() {
 }
 
 # A fake Okta whose rate-limit windows last one second instead of a minute.
-"$BIN" fake-okta --listen 127.0.0.1:0 --users "$USERS" --groups "$OKTA_GROUPS" \
-    --api-token bench-token --time-scale 60 >"$WORK/fake.out" 2>/dev/null &
-FAKE_PID=$!
-for _ in $(seq 1 600); do
-    grep -q FAKE_OKTA_URL= "$WORK/fake.out" 2>/dev/null && break
-    sleep 0.1
-done
-FAKE_URL=$(sed -n 's/^FAKE_OKTA_URL=//p' "$WORK/fake.out")
-[ -n "$FAKE_URL" ] || { echo "the fake Okta did not start" >&2; exit 1; }
+start_fake_okta --users "$USERS" --groups "$OKTA_GROUPS" --api-token bench-token --time-scale 60
 
 PORT=$(free_port)
 cat >"$WORK/oktasync.toml" <<EOF

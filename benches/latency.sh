@@ -42,13 +42,10 @@ n, unit = re.fullmatch(r'(\d+)(ms|s|m|h)', sys.argv[1]).groups()
 print(int(n) * {'ms': 0.001, 's': 1, 'm': 60, 'h': 3600}[unit])" "$INTERVAL")"
 DEADLINE_S="$(python3 -c "print($INTERVAL_S * 2 + 30)")"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=SCRIPTDIR/lib.sh
+. benches/lib.sh
 
-if [ -n "${OKTASYNC_BIN:-}" ]; then
-  BIN="$OKTASYNC_BIN"
-else
-  cargo build --release -p oktasync >&2
-  BIN="$PWD/target/release/oktasync"
-fi
+oktasync_bin
 WORK="$(mktemp -d /tmp/okta-latency.XXXXXX)"
 FAKE_PID=""
 DAEMON_PID=""
@@ -63,17 +60,8 @@ now() { echo "$EPOCHREALTIME"; }                 # seconds.microseconds (bash 5)
 now_us() { echo "${EPOCHREALTIME/./}"; }         # integer microseconds, for loop deadlines
 elapsed_since() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
 
-"$BIN" fake-okta --listen 127.0.0.1:0 --users "$N_USERS" --groups "$N_GROUPS" \
-  --time-scale 1 --api-token "$TOKEN" >"$WORK/fake.out" 2>"$WORK/fake.log" &
-FAKE_PID=$!
-URL=""
-for _ in $(seq 1 600); do
-  URL="$(sed -n 's/^FAKE_OKTA_URL=//p' "$WORK/fake.out")"
-  [ -n "$URL" ] && break
-  kill -0 "$FAKE_PID" 2>/dev/null || { echo "fake-okta died: $(tail -5 "$WORK/fake.log")" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$URL" ] || { echo "fake-okta did not start within 60 s" >&2; exit 1; }
+start_fake_okta --users "$N_USERS" --groups "$N_GROUPS" --time-scale 1 --api-token "$TOKEN"
+URL="$FAKE_URL"
 
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 DAEMON="http://127.0.0.1:$PORT"
@@ -131,7 +119,7 @@ watch_cycles() {
   fi
 }
 echo "daemon ready; waiting for its first cycle (interval $INTERVAL)..." >&2
-LIMIT="$(python3 -c "print(int(($INTERVAL_S * 1.1 + 120) * 10))")"
+LIMIT="$(python3 -c "print(int(($INTERVAL_S + 120) * 10))")"
 for _ in $(seq 1 "$LIMIT"); do
   [ "$(count "cycle finished")" -ge 1 ] && break
   kill -0 "$DAEMON_PID" 2>/dev/null || { echo "daemon died: $(tail -5 "$WORK/daemon.log")" >&2; exit 1; }
@@ -218,7 +206,7 @@ for line in open(f"{work}/daemon.log"):
                          e["fields"].get("result")))
 
 print(f"oktasync daemon, change-to-applied latency: {os.environ['N_USERS']} Okta users, "
-      f"{os.environ['MANAGED']} managed; sync.interval = {interval} (jittered +-10%), "
+      f"{os.environ['MANAGED']} managed; sync.interval = {interval} (shortened at random by up to 10%), "
       f"incremental cycles; fake Okta at Okta's real rate limits")
 lat = []
 for n, line in enumerate(open(f"{work}/samples.txt"), 1):
@@ -243,7 +231,7 @@ gaps = [b - a for a, b in zip(starts, starts[1:])]
 if gaps:
     print(f"scheduled cycles started {min(gaps):.2f} to {max(gaps):.2f} s apart "
           f"(mean {statistics.mean(gaps):.2f} s; jitter allows {interval_s * 0.9:g} to "
-          f"{interval_s * 1.1:g} s, and a cycle starts on the scheduler's next tick)")
+          f"{interval_s:g} s, and a cycle starts on the scheduler's next tick)")
 inc = [d for full, d, _ in finished if not full and d is not None]
 if inc:
     print(f"incremental cycles: {len(inc)}, duration min {min(inc)} ms, median "

@@ -7,6 +7,11 @@
 //! Run: `cargo bench --bench plan -- [USERS] [GROUPS] [MEMBERS_PER_GROUP] [RUNS]`
 //! (defaults 100000 5000 60 7).
 
+// Only `arg` is used here; the process helpers serve the SCIM benchmarks.
+#[allow(dead_code)]
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -17,16 +22,9 @@ use oktasync::model::{
 use oktasync::reconcile::desired::{GroupSelector, WorkspacePolicy, desired_state};
 use oktasync::reconcile::plan::{PlanOptions, plan};
 
-const APP: &str = "0oabenchapp";
+use common::arg;
 
-fn arg(n: usize, default: usize) -> usize {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
+const APP: &str = "0oabenchapp";
 
 fn user_id(i: usize) -> String {
     format!("00u{i:017}")
@@ -165,7 +163,7 @@ fn main() {
     let users = arg(0, 100_000);
     let groups = arg(1, 5_000);
     let per_group = arg(2, 60);
-    let runs = arg(3, 7).max(1);
+    let runs: usize = arg(3, 7).max(1);
     let policy = WorkspacePolicy {
         workspace_id: "bench".into(),
         okta_app_id: APP.into(),

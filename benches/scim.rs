@@ -6,39 +6,24 @@
 //! Run: `cargo bench --bench scim -- [USERS] [SECONDS] [CONCURRENCY]` (defaults 100000, 10,
 //! 16). Needs the peers installed (`../shared/tools/peer-install.sh`).
 
-use std::process::{Child, Command, Stdio};
+#[path = "common/mod.rs"]
+mod common;
+
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{Proc, arg, free_port};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "bench-token";
 
+/// A server under test; its process is killed when this is dropped.
 struct Server {
     name: &'static str,
     base: String,
-    child: Option<Child>,
-    pid: Option<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(pid) = &self.pid {
-            let _ = Command::new("kill").arg(pid).status();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(18_555)
+    _proc: Proc,
 }
 
 fn user(i: u64) -> Value {
@@ -74,8 +59,10 @@ async fn start_oktasync(dir: &std::path::Path) -> Server {
     let server = Server {
         name: "oktasync",
         base: format!("http://127.0.0.1:{port}/hook/scim/workspaces/bench"),
-        child: Some(child),
-        pid: None,
+        _proc: Proc {
+            child: Some(child),
+            pid: None,
+        },
     };
     wait_ready(&format!("http://127.0.0.1:{port}/healthz")).await;
     server
@@ -98,8 +85,10 @@ async fn start_scim2_server() -> Server {
     Server {
         name: "scim2-server",
         base: field("BASE_URL="),
-        child: None,
-        pid: Some(field("PID=")),
+        _proc: Proc {
+            child: None,
+            pid: Some(field("PID=")),
+        },
     }
 }
 
@@ -231,13 +220,9 @@ fn report(name: &str, what: &str, f: &Figures) {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let users: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(100_000);
-    let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
-    let concurrency: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(16);
+    let users: u64 = arg(0, 100_000);
+    let seconds: u64 = arg(1, 10);
+    let concurrency: usize = arg(2, 16);
     let dir = std::env::temp_dir().join(format!("oktasync-bench-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let client = reqwest::Client::builder()

@@ -32,15 +32,19 @@
 //! `SCIM_BENCH_MAX_IN_FLIGHT` (default: the config's default, 8).
 //! Exit status 1 when the sync fails or the read-back finds missing or duplicate objects.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use common::{Proc, arg, free_port};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "bench-scim-token";
@@ -51,46 +55,6 @@ const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// In-scope users per generated user, for the first guess (about 0.62 at any size).
 const SCOPE_FRACTION: f64 = 0.62;
-
-/// A child process, killed on drop: either spawned here or a PID printed by a script.
-struct Proc {
-    child: Option<Child>,
-    pid: Option<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(pid) = &self.pid {
-            let _ = Command::new("kill").arg(pid).status();
-            // Wait (up to 5 s) for it to be gone, so the next measurement has the cores.
-            let alive = || {
-                Command::new("kill")
-                    .args(["-0", pid])
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-            };
-            for _ in 0..50 {
-                if !alive() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = Command::new("kill").args(["-9", pid]).status();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(18_556)
-}
 
 // ---------------------------------------------------------------------------------------
 // The fake Okta and the world it generated.
@@ -914,15 +878,6 @@ async fn run_direct(world: Arc<World>, workers: usize, patch: bool) -> Result<Di
 }
 
 // ---------------------------------------------------------------------------------------
-
-fn arg(n: usize, default: usize) -> usize {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn run(dir: &Path) -> Result<bool> {
     let want_users = arg(0, 10_000);
