@@ -127,6 +127,29 @@ impl<T: WorkspaceTarget> WorkspaceTarget for Gated<T> {
         self.inner.execute(workspace_id, operation).await
     }
 
+    fn journals_in_place(&self, workspace_id: &str) -> bool {
+        self.inner.journals_in_place(workspace_id)
+    }
+
+    async fn execute_journaled(
+        &self,
+        workspace_id: &str,
+        cycle_id: Option<i64>,
+        operation: &Operation,
+    ) -> Result<Result<(), TargetError>, StateError> {
+        if self.gate.closed.is_cancelled() {
+            return self.gate.park().await;
+        }
+        // Journaled with the write itself: in flight until it returns.
+        self.gate.started(1);
+        let result = self
+            .inner
+            .execute_journaled(workspace_id, cycle_id, operation)
+            .await;
+        self.gate.finished(1);
+        result
+    }
+
     fn batch_size(&self, workspace_id: &str) -> usize {
         self.inner.batch_size(workspace_id)
     }

@@ -39,6 +39,25 @@ pub async fn apply<T: WorkspaceTarget, S: StateStore>(
     operations: Vec<Operation>,
     progress: Progress<'_>,
 ) -> Result<ApplyOutcome, StateError> {
+    if let [operation] = operations.as_slice()
+        && target.journals_in_place(workspace_id)
+    {
+        // One operation (a SCIM write, a quiet cycle's change) and a target that is the
+        // journal's own store: the write and its record commit together.
+        let result = target
+            .execute_journaled(workspace_id, cycle_id, operation)
+            .await?;
+        warn_failed(workspace_id, operation, &result);
+        progress(1, 1);
+        let mut outcome = ApplyOutcome::default();
+        if let Some(operation) = operations.into_iter().next() {
+            match result {
+                Ok(()) => outcome.applied.push(operation),
+                Err(error) => outcome.failed.push((operation, error)),
+            }
+        }
+        return Ok(outcome);
+    }
     let entries = state
         .journal_pending(cycle_id, workspace_id, &operations)
         .await?;
@@ -70,15 +89,7 @@ pub async fn apply<T: WorkspaceTarget, S: StateStore>(
                 };
                 let mut journal = Vec::with_capacity(indices.len());
                 for ((&index, operation), result) in indices.iter().zip(&ops).zip(&outcomes) {
-                    if let Err(error) = result {
-                        tracing::warn!(
-                            workspace = workspace_id,
-                            op = operation.kind().as_str(),
-                            okta_id = operation.okta_id(),
-                            error = %error,
-                            "operation failed"
-                        );
-                    }
+                    warn_failed(workspace_id, operation, result);
                     journal.push((
                         entries[index],
                         result.as_ref().err().map(|e| e.message.as_str()),
@@ -112,6 +123,18 @@ pub async fn apply<T: WorkspaceTarget, S: StateStore>(
         }
     }
     Ok(outcome)
+}
+
+fn warn_failed(workspace_id: &str, operation: &Operation, result: &Result<(), TargetError>) {
+    if let Err(error) = result {
+        tracing::warn!(
+            workspace = workspace_id,
+            op = operation.kind().as_str(),
+            okta_id = operation.okta_id(),
+            error = %error,
+            "operation failed"
+        );
+    }
 }
 
 /// The object an operation changes, and the phase it belongs to: users (0), then pushed

@@ -68,6 +68,23 @@ pub trait WorkspaceTarget: Send + Sync {
         operation: &Operation,
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
 
+    /// True when the target keeps the journal in its own store, so that one operation can
+    /// be applied and journaled in a single write (`execute_journaled`).
+    fn journals_in_place(&self, _workspace_id: &str) -> bool {
+        false
+    }
+
+    /// Applies one operation and journals its outcome atomically with it. Called only when
+    /// `journals_in_place`; the outer error is the journal's.
+    fn execute_journaled<'a>(
+        &'a self,
+        _workspace_id: &'a str,
+        _cycle_id: Option<i64>,
+        _operation: &'a Operation,
+    ) -> impl Future<Output = Result<Result<(), TargetError>, StateError>> + Send + 'a {
+        async { Err(StateError("this target does not keep a journal".into())) }
+    }
+
     /// How many consecutive operations `execute_batch` takes at once (with one in flight).
     fn batch_size(&self, _workspace_id: &str) -> usize {
         1

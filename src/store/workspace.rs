@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::{BeginWrite, Store, StoreError, now_millis, on_pool};
 use crate::model::{UserAttributes, WorkspaceGroup, WorkspaceState, WorkspaceUser};
 use crate::reconcile::plan::{Operation, PushedObject};
+use crate::render;
 use crate::scim_wire;
 
 type UserRow = (
@@ -205,6 +206,38 @@ macro_rules! write_group {
             .map_err(StoreError::from)?;
         }
         Ok::<(), StoreError>(())
+    }};
+}
+
+/// One operation's journal entry, written with its final outcome.
+struct JournalRow<'a> {
+    cycle_id: Option<i64>,
+    ws: &'a str,
+    operation: &'a Operation,
+    detail: &'a str,
+}
+
+/// Inserts a finished journal entry (`$error` None: applied) in `$tx`.
+macro_rules! insert_journal_row {
+    ($tx:ident, $row:expr, $error:expr, $now:expr) => {{
+        let row: &JournalRow<'_> = $row;
+        let error: Option<&str> = $error;
+        sqlx::query(
+            "INSERT INTO journal (cycle_id, source, workspace_id, seq, op, okta_id, detail, status, error, created_at, finished_at) \
+             VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(row.cycle_id)
+        .bind(if row.cycle_id.is_some() { "pull" } else { "scim" })
+        .bind(row.ws)
+        .bind(row.operation.kind().as_str())
+        .bind(row.operation.okta_id())
+        .bind(row.detail)
+        .bind(if error.is_some() { "failed" } else { "applied" })
+        .bind(error)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await
+        .map_err(StoreError::from)
     }};
 }
 
@@ -502,6 +535,56 @@ impl Store {
                 results
             }
         }
+    }
+
+    /// Applies one operation and writes its journal entry (applied, or failed with the
+    /// error) in the same transaction: one commit instead of three for a SCIM write. An
+    /// operation that fails keeps nothing and is journaled as failed on its own. The outer
+    /// error is the journal's: the failure could not even be recorded.
+    pub async fn apply_journaled(
+        &self,
+        ws: &str,
+        cycle_id: Option<i64>,
+        operation: &Operation,
+    ) -> Result<Result<(), StoreError>, StoreError> {
+        let detail = render::operation_json(operation).to_string();
+        let entry = JournalRow {
+            cycle_id,
+            ws,
+            operation,
+            detail: &detail,
+        };
+        match self.apply_and_journal(&entry).await {
+            Ok(soft) => Ok(soft.map_or(Ok(()), Err)),
+            Err(error) => {
+                let message = error.to_string();
+                on_pool!(self, pool => {
+                    let mut tx = pool.begin_write().await?;
+                    insert_journal_row!(tx, &entry, Some(message.as_str()), now_millis())?;
+                    tx.commit().await?;
+                });
+                Ok(Err(error))
+            }
+        }
+    }
+
+    /// The operation and its entry in one transaction; evaluates to a soft error (kept,
+    /// journaled as failed) or returns a hard one (nothing kept).
+    async fn apply_and_journal(
+        &self,
+        entry: &JournalRow<'_>,
+    ) -> Result<Option<StoreError>, StoreError> {
+        let now = now_millis();
+        let ws = entry.ws;
+        let soft = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let soft = apply_in_tx!(tx, ws, entry.operation, now);
+            let message = soft.as_ref().map(ToString::to_string);
+            insert_journal_row!(tx, entry, message.as_deref(), now)?;
+            tx.commit().await?;
+            soft
+        });
+        Ok(soft)
     }
 
     async fn apply_all_or_none(

@@ -2,7 +2,7 @@
 
 use crate::model::WorkspaceState;
 use crate::reconcile::plan::Operation;
-use crate::reconcile::ports::{TargetError, TargetErrorKind, WorkspaceTarget};
+use crate::reconcile::ports::{StateError, TargetError, TargetErrorKind, WorkspaceTarget};
 use crate::store::{Store, StoreError};
 
 /// Operations written per transaction: large enough that commits stop dominating a first
@@ -49,6 +49,26 @@ impl WorkspaceTarget for LocalTarget {
             .apply_operation(workspace_id, operation)
             .await
             .map_err(target_error)
+    }
+
+    fn journals_in_place(&self, _workspace_id: &str) -> bool {
+        true
+    }
+
+    async fn execute_journaled(
+        &self,
+        workspace_id: &str,
+        cycle_id: Option<i64>,
+        operation: &Operation,
+    ) -> Result<Result<(), TargetError>, StateError> {
+        match self
+            .store
+            .apply_journaled(workspace_id, cycle_id, operation)
+            .await
+        {
+            Ok(result) => Ok(result.map_err(target_error)),
+            Err(journal) => Err(StateError(journal.to_string())),
+        }
     }
 
     fn batch_size(&self, _workspace_id: &str) -> usize {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use crate::config::{TargetSettings, WorkspaceSettings};
 use crate::model::WorkspaceState;
 use crate::reconcile::plan::Operation;
-use crate::reconcile::ports::{TargetError, WorkspaceTarget};
+use crate::reconcile::ports::{StateError, TargetError, WorkspaceTarget};
 use crate::store::Store;
 
 pub struct Targets {
@@ -61,6 +61,33 @@ impl WorkspaceTarget for Targets {
         match self.scim.get(workspace_id) {
             Some(target) => target.execute(workspace_id, operation).await,
             None => self.local.execute(workspace_id, operation).await,
+        }
+    }
+
+    fn journals_in_place(&self, workspace_id: &str) -> bool {
+        match self.scim.get(workspace_id) {
+            Some(target) => target.journals_in_place(workspace_id),
+            None => self.local.journals_in_place(workspace_id),
+        }
+    }
+
+    async fn execute_journaled(
+        &self,
+        workspace_id: &str,
+        cycle_id: Option<i64>,
+        operation: &Operation,
+    ) -> Result<Result<(), TargetError>, StateError> {
+        match self.scim.get(workspace_id) {
+            Some(target) => {
+                target
+                    .execute_journaled(workspace_id, cycle_id, operation)
+                    .await
+            }
+            None => {
+                self.local
+                    .execute_journaled(workspace_id, cycle_id, operation)
+                    .await
+            }
         }
     }
 

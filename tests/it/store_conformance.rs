@@ -207,6 +207,49 @@ async fn conformance(backend: Backend) {
         .journal_outcomes(&[(more[0], None), (more[1], Some("members missing"))])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // Applied and journaled in one transaction: a success, a failure that keeps nothing,
+    // and a partial add (the existing member kept, the entry failed).
+    let journaled = |op: Operation| {
+        let store = store.clone();
+        async move {
+            store
+                .apply_journaled("ws", None, &op)
+                .await
+                .unwrap_or_else(|e| panic!("the journal: {e}"))
+        }
+    };
+    let renamed = Operation::RenameGroup {
+        okta_group_id: "00g2".into(),
+        workspace_id: String::new(),
+        from: "Ops".into(),
+        to: "Operations".into(),
+    };
+    assert!(journaled(renamed).await.is_ok());
+    let missing = Operation::DeactivateUser {
+        okta_id: "00u404".into(),
+        workspace_id: "gone".into(),
+        reason: oktasync::reconcile::plan::DeactivationReason::Deleted,
+    };
+    assert!(journaled(missing).await.is_err());
+    let partial = Operation::AddMembers {
+        okta_group_id: "00g2".into(),
+        members: vec!["00u1".into(), "00u405".into()],
+    };
+    assert!(journaled(partial).await.is_err());
+    let state = store
+        .load_workspace("ws")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let operations_group = state
+        .groups
+        .iter()
+        .find(|g| g.display_name == "Operations")
+        .unwrap_or_else(|| panic!("renamed: {state:?}"));
+    assert_eq!(
+        operations_group.members.len(),
+        2,
+        "00u1 added, 00u405 missing"
+    );
     store
         .begin_cycle("ws", false)
         .await
@@ -218,8 +261,8 @@ async fn conformance(backend: Backend) {
     assert_eq!(
         counts,
         vec![
-            ("applied".to_string(), 2),
-            ("failed".to_string(), 1),
+            ("applied".to_string(), 3),
+            ("failed".to_string(), 3),
             ("superseded".to_string(), 2)
         ]
     );
