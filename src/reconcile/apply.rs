@@ -12,7 +12,7 @@
 //! store writes a batch in one transaction), each still with its own outcome.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures_util::{StreamExt, stream};
 
@@ -77,16 +77,30 @@ pub async fn apply<T: WorkspaceTarget, S: StateStore>(
         1
     };
     let done = AtomicUsize::new(0);
+    // Set by the first state error: no chain starts another operation, and those in
+    // flight finish (and journal their outcome) before the error is returned.
+    let stopping = AtomicBool::new(false);
     let run_chain = |chain: Chain| {
-        let (operations, entries, done) = (&operations, &entries, &done);
+        let (operations, entries, done, stopping) = (&operations, &entries, &done, &stopping);
         async move {
             let mut results = Vec::with_capacity(chain.len());
             for indices in chain.chunks(batch) {
                 let ops: Vec<&Operation> = indices.iter().map(|&i| &operations[i]).collect();
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
                 let outcomes = match ops.as_slice() {
                     [operation] => vec![target.execute(workspace_id, operation).await],
                     _ => target.execute_batch(workspace_id, &ops).await,
                 };
+                if outcomes.len() != indices.len() {
+                    stopping.store(true, Ordering::SeqCst);
+                    return Err(StateError(format!(
+                        "the target answered {} outcomes for {} operations",
+                        outcomes.len(),
+                        indices.len()
+                    )));
+                }
                 let mut journal = Vec::with_capacity(indices.len());
                 for ((&index, operation), result) in indices.iter().zip(&ops).zip(&outcomes) {
                     warn_failed(workspace_id, operation, result);
@@ -95,7 +109,10 @@ pub async fn apply<T: WorkspaceTarget, S: StateStore>(
                         result.as_ref().err().map(|e| e.message.as_str()),
                     ));
                 }
-                state.journal_outcomes(&journal).await?;
+                if let Err(error) = state.journal_outcomes(&journal).await {
+                    stopping.store(true, Ordering::SeqCst);
+                    return Err(error);
+                }
                 results.extend(indices.iter().copied().zip(outcomes));
                 progress(
                     done.fetch_add(indices.len(), Ordering::Relaxed) + indices.len(),
@@ -105,21 +122,40 @@ pub async fn apply<T: WorkspaceTarget, S: StateStore>(
             Ok::<_, StateError>(results)
         }
     };
-    let mut results = Vec::with_capacity(total);
+    let mut results: Vec<Option<Result<(), TargetError>>> = (0..total).map(|_| None).collect();
+    let mut failure = None;
     for phase in schedule(&operations, in_flight) {
         let mut chains =
             stream::iter(phase.into_iter().map(&run_chain)).buffer_unordered(in_flight);
         while let Some(chain) = chains.next().await {
-            results.extend(chain?);
+            match chain {
+                Ok(outcomes) => {
+                    for (index, result) in outcomes {
+                        results[index] = Some(result);
+                    }
+                }
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        if let Some(error) = failure {
+            return Err(error);
         }
     }
     // The outcome lists operations in plan order, however they interleaved.
-    results.sort_by_key(|(index, _)| *index);
     let mut outcome = ApplyOutcome::default();
-    for (operation, (_, result)) in operations.into_iter().zip(results) {
+    for (operation, result) in operations.into_iter().zip(results) {
         match result {
-            Ok(()) => outcome.applied.push(operation),
-            Err(error) => outcome.failed.push((operation, error)),
+            Some(Ok(())) => outcome.applied.push(operation),
+            Some(Err(error)) => outcome.failed.push((operation, error)),
+            None => {
+                return Err(StateError(format!(
+                    "no outcome for {} {}",
+                    operation.kind().as_str(),
+                    operation.okta_id()
+                )));
+            }
         }
     }
     Ok(outcome)

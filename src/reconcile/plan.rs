@@ -339,11 +339,13 @@ pub fn plan(desired: &DesiredState, current: &WorkspaceState, options: PlanOptio
         let Some(okta_id) = user.okta_id.as_ref() else {
             continue;
         };
-        // Not seen above is rare: confirm against the desired state itself (a workspace
-        // holding two users with one Okta id keeps only one of them in `managed`).
+        // Only the user `managed` names for this Okta id (the store keeps one per id); it
+        // was seen above exactly when Okta still wants it.
         if user.active
+            && managed
+                .get(okta_id.as_str())
+                .is_some_and(|m| m.id == user.id)
             && !desired_managed.contains(user.id.as_str())
-            && !desired.users.contains_key(okta_id)
             && !options.pushed_since_read(user.pushed_at)
         {
             let reason = match desired.excluded.get(okta_id) {

@@ -392,3 +392,23 @@ async fn one_failing_object_does_not_block_the_others() {
         "the failed create is planned again and converges"
     );
 }
+
+/// A workspace holding two users with one Okta id (the store prevents it; a hand-edited
+/// database might not): the plan deactivates one of them, once, not both.
+#[test]
+fn one_okta_id_twice_in_the_workspace_is_deactivated_once() {
+    let twin = |id: &str| WorkspaceUser {
+        id: id.into(),
+        okta_id: Some("00u1".into()),
+        external_id: Some("00u1".into()),
+        attributes: crate::model::UserAttributes::default(),
+        active: true,
+        pushed_at: None,
+    };
+    let current = WorkspaceState {
+        users: vec![twin("a"), twin("b")],
+        groups: Vec::new(),
+    };
+    let planned = plan(&DesiredState::default(), &current, PlanOptions::default());
+    assert_eq!(planned.count(OpKind::DeactivateUser), 1, "{planned:?}");
+}
