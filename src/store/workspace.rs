@@ -65,6 +65,10 @@ fn parse_doc(text: &str) -> Result<Value, StoreError> {
         .map_err(|e| StoreError::Invalid(format!("stored document is not JSON: {e}")))
 }
 
+/// Rows (or ids) per statement when writing or resolving group members (3 parameters a
+/// row: far below either backend's limit).
+const MEMBER_ROWS: usize = 1000;
+
 /// A user row to write: the document and the engine-side fields that are not in it.
 struct UserWrite<'a> {
     id: &'a str,
@@ -194,16 +198,17 @@ macro_rules! write_group {
             .execute(&mut *$tx)
             .await
             .map_err(StoreError::from)?;
-        for member in scim_wire::group_member_ids(w.doc) {
-            sqlx::query(
-                "INSERT INTO workspace_group_members (workspace_id, group_id, user_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind($ws)
-            .bind(w.id)
-            .bind(member)
-            .execute(&mut *$tx)
-            .await
-            .map_err(StoreError::from)?;
+        let members = scim_wire::group_member_ids(w.doc);
+        // Many rows a statement: a first sync writes groups of thousands of members.
+        for chunk in members.chunks(MEMBER_ROWS) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO workspace_group_members (workspace_id, group_id, user_id) ",
+            );
+            insert.push_values(chunk, |mut row, member| {
+                row.push_bind($ws).push_bind(w.id).push_bind(member.as_str());
+            });
+            insert.push(" ON CONFLICT DO NOTHING");
+            insert.build().execute(&mut *$tx).await.map_err(StoreError::from)?;
         }
         Ok::<(), StoreError>(())
     }};
@@ -334,18 +339,24 @@ macro_rules! apply_in_tx {
             }
             Operation::AddMembers { okta_group_id, members } => {
                 let (id, old) = find_doc!($tx, PUSHED_GROUP, $ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
+                // The members' workspace ids, many a query.
+                let mut found: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+                for chunk in members.chunks(MEMBER_ROWS) {
+                    let mut select = sqlx::QueryBuilder::new("SELECT okta_id, id FROM workspace_users WHERE workspace_id = ");
+                    select.push_bind($ws).push(" AND okta_id IN (");
+                    let mut ids = select.separated(", ");
+                    for okta_id in chunk {
+                        ids.push_bind(okta_id.as_str());
+                    }
+                    select.push(")");
+                    let rows: Vec<(String, String)> = select.build_query_as().fetch_all(&mut *$tx).await?;
+                    found.extend(rows);
+                }
                 let mut add = Vec::new();
                 let mut missing = Vec::new();
                 for okta_id in members {
-                    let found: Option<(String,)> = sqlx::query_as(
-                        "SELECT id FROM workspace_users WHERE workspace_id = $1 AND okta_id = $2",
-                    )
-                    .bind($ws)
-                    .bind(okta_id)
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-                    match found {
-                        Some((user,)) => add.push(user),
+                    match found.get(okta_id) {
+                        Some(user) => add.push(user.clone()),
                         None => missing.push(okta_id.clone()),
                     }
                 }
