@@ -16,13 +16,23 @@ const VERSION: u32 = 1;
 /// id, status, login, email, first name, last name, display name.
 type UserTuple<S> = (S, S, S, Option<S>, Option<S>, Option<S>, Option<S>);
 
-#[derive(Serialize)]
-struct SnapshotOut<'a> {
-    v: u32,
-    users: Vec<UserTuple<&'a str>>,
-    groups: Vec<(&'a str, &'a str)>,
-    members: Vec<(&'a str, Vec<&'a str>)>,
-    apps: Vec<AppOut<'a>>,
+/// The snapshot as written: each listing streamed from the snapshot's own maps, so encoding
+/// 100k users allocates nothing but the output (it is written right after a full read, at
+/// the cycle's memory peak).
+struct SnapshotOut<'a>(&'a OktaSnapshot);
+
+/// A listing serialised from an iterator made on demand.
+struct Listing<F>(F);
+
+impl<F, I> Serialize for Listing<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq((self.0)())
+    }
 }
 
 #[derive(Serialize)]
@@ -32,6 +42,66 @@ struct AppOut<'a> {
     users: Vec<(&'a str, bool)>,
     groups: Vec<&'a str>,
     push: Vec<&'a str>,
+}
+
+impl Serialize for SnapshotOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let snapshot = self.0;
+        let mut out = serializer.serialize_struct("SnapshotOut", 5)?;
+        out.serialize_field("v", &VERSION)?;
+        out.serialize_field(
+            "users",
+            &Listing(|| {
+                snapshot.users.values().map(|u| {
+                    let p = &u.profile;
+                    (
+                        u.id.as_str(),
+                        u.status.as_str(),
+                        p.login.as_str(),
+                        p.email.as_deref(),
+                        p.first_name.as_deref(),
+                        p.last_name.as_deref(),
+                        p.display_name.as_deref(),
+                    )
+                })
+            }),
+        )?;
+        out.serialize_field(
+            "groups",
+            &Listing(|| {
+                snapshot
+                    .groups
+                    .values()
+                    .map(|g| (g.id.as_str(), g.name.as_str()))
+            }),
+        )?;
+        out.serialize_field(
+            "members",
+            &Listing(|| {
+                snapshot
+                    .group_members
+                    .iter()
+                    .map(|(g, m)| (g.as_str(), Listing(move || m.iter().map(String::as_str))))
+            }),
+        )?;
+        out.serialize_field(
+            "apps",
+            &Listing(|| {
+                snapshot.apps.iter().map(|(id, a)| AppOut {
+                    id,
+                    users: a
+                        .users
+                        .iter()
+                        .map(|(u, s)| (u.as_str(), *s == AssignmentScope::Group))
+                        .collect(),
+                    groups: a.groups.iter().map(String::as_str).collect(),
+                    push: a.push_mappings.iter().map(String::as_str).collect(),
+                })
+            }),
+        )?;
+        out.end()
+    }
 }
 
 #[derive(Deserialize)]
@@ -52,50 +122,8 @@ struct AppIn {
 }
 
 fn encode(snapshot: &OktaSnapshot) -> Result<String, StoreError> {
-    let out = SnapshotOut {
-        v: VERSION,
-        users: snapshot
-            .users
-            .values()
-            .map(|u| {
-                let p = &u.profile;
-                (
-                    u.id.as_str(),
-                    u.status.as_str(),
-                    p.login.as_str(),
-                    p.email.as_deref(),
-                    p.first_name.as_deref(),
-                    p.last_name.as_deref(),
-                    p.display_name.as_deref(),
-                )
-            })
-            .collect(),
-        groups: snapshot
-            .groups
-            .values()
-            .map(|g| (g.id.as_str(), g.name.as_str()))
-            .collect(),
-        members: snapshot
-            .group_members
-            .iter()
-            .map(|(g, m)| (g.as_str(), m.iter().map(String::as_str).collect()))
-            .collect(),
-        apps: snapshot
-            .apps
-            .iter()
-            .map(|(id, a)| AppOut {
-                id,
-                users: a
-                    .users
-                    .iter()
-                    .map(|(u, s)| (u.as_str(), *s == AssignmentScope::Group))
-                    .collect(),
-                groups: a.groups.iter().map(String::as_str).collect(),
-                push: a.push_mappings.iter().map(String::as_str).collect(),
-            })
-            .collect(),
-    };
-    serde_json::to_string(&out).map_err(|e| StoreError::Invalid(format!("Okta snapshot: {e}")))
+    serde_json::to_string(&SnapshotOut(snapshot))
+        .map_err(|e| StoreError::Invalid(format!("Okta snapshot: {e}")))
 }
 
 fn decode(text: &str) -> Result<OktaSnapshot, String> {
