@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, now_millis, on_pool};
+use super::{BeginWrite, Store, StoreError, now_millis, on_pool};
 use crate::model::{
     AppAssignments, AssignmentScope, OktaGroup, OktaProfile, OktaSnapshot, OktaUser, OktaUserStatus,
 };
@@ -197,7 +197,7 @@ impl Store {
     /// The last promoted read's scope, checkpoint and full-read time, if any.
     pub async fn okta_snapshot_info(&self, org: &str) -> Result<Option<SnapshotInfo>, StoreError> {
         let row: Option<InfoRow> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT scope, checkpoint, full_read_at FROM okta_snapshots WHERE org = $1 AND snapshot IS NOT NULL",
+            "SELECT scope, checkpoint, full_read_at FROM okta_snapshots WHERE org = $1 AND read_id IS NOT NULL",
         )
         .bind(org)
         .fetch_optional(pool)
@@ -215,7 +215,7 @@ impl Store {
     /// back (another format version, a damaged row): the caller then reads Okta in full.
     pub async fn load_okta_snapshot(&self, org: &str) -> Result<Option<OktaSnapshot>, StoreError> {
         let text: Option<(Option<String>,)> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT snapshot FROM okta_snapshots WHERE org = $1",
+            "SELECT r.snapshot FROM okta_snapshots s JOIN okta_reads r ON r.id = s.read_id WHERE s.org = $1",
         )
         .bind(org)
         .fetch_optional(pool)
@@ -243,39 +243,84 @@ impl Store {
         full: bool,
     ) -> Result<(), StoreError> {
         let text = encode(snapshot)?;
-        on_pool!(self, pool => sqlx::query(
-            "INSERT INTO okta_snapshots (org, pending_scope, pending_snapshot, pending_checkpoint, pending_full, pending_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (org) DO UPDATE SET pending_scope = $2, pending_snapshot = $3, \
-             pending_checkpoint = $4, pending_full = $5, pending_at = $6",
-        )
-        .bind(org)
-        .bind(scope)
-        .bind(&text)
-        .bind(checkpoint)
-        .bind(full)
-        .bind(now_millis())
-        .execute(pool)
-        .await
-        .map(|_| ()))?;
+        let now = now_millis();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let read_id: i64 = sqlx::query_scalar("INSERT INTO okta_reads (org, snapshot) VALUES ($1, $2) RETURNING id")
+                .bind(org)
+                .bind(&text)
+                .fetch_one(&mut *tx)
+                .await?;
+            // An earlier staged read that was never promoted is replaced.
+            sqlx::query(
+                "DELETE FROM okta_reads WHERE id IN (SELECT pending_read_id FROM okta_snapshots WHERE org = $1)",
+            )
+            .bind(org)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO okta_snapshots (org, pending_scope, pending_read_id, pending_checkpoint, pending_full, pending_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (org) DO UPDATE SET pending_scope = $2, pending_read_id = $3, \
+                 pending_checkpoint = $4, pending_full = $5, pending_at = $6",
+            )
+            .bind(org)
+            .bind(scope)
+            .bind(read_id)
+            .bind(checkpoint)
+            .bind(full)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
         Ok(())
+    }
+
+    /// How many reads the store holds for an org (the promoted one and a staged one at
+    /// most): older ones are deleted as they are replaced.
+    pub async fn stored_okta_reads(&self, org: &str) -> Result<i64, StoreError> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM okta_reads WHERE org = $1")
+            .bind(org)
+            .fetch_one(pool)
+            .await?),
+        )
     }
 
     /// Puts the staged read in effect; false when nothing was staged.
     pub async fn promote_okta_snapshot(&self, org: &str) -> Result<bool, StoreError> {
-        let done = on_pool!(self, pool => sqlx::query(
-            "UPDATE okta_snapshots SET scope = pending_scope, snapshot = pending_snapshot, \
-             checkpoint = pending_checkpoint, \
-             full_read_at = CASE WHEN pending_full THEN pending_at ELSE full_read_at END, \
-             updated_at = pending_at, pending_scope = NULL, pending_snapshot = NULL, \
-             pending_checkpoint = NULL, pending_full = NULL, pending_at = NULL \
-             WHERE org = $1 AND pending_snapshot IS NOT NULL \
-             AND (pending_full OR full_read_at IS NOT NULL)",
-        )
-        .bind(org)
-        .execute(pool)
-        .await?
-        .rows_affected());
+        let done = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let replaced: Option<(Option<i64>,)> = sqlx::query_as(
+                "SELECT read_id FROM okta_snapshots WHERE org = $1 AND pending_read_id IS NOT NULL \
+                 AND (pending_full OR full_read_at IS NOT NULL)",
+            )
+            .bind(org)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let done = sqlx::query(
+                "UPDATE okta_snapshots SET scope = pending_scope, read_id = pending_read_id, \
+                 checkpoint = pending_checkpoint, \
+                 full_read_at = CASE WHEN pending_full THEN pending_at ELSE full_read_at END, \
+                 updated_at = pending_at, pending_scope = NULL, pending_read_id = NULL, \
+                 pending_checkpoint = NULL, pending_full = NULL, pending_at = NULL \
+                 WHERE org = $1 AND pending_read_id IS NOT NULL \
+                 AND (pending_full OR full_read_at IS NOT NULL)",
+            )
+            .bind(org)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if let Some((Some(old),)) = replaced {
+                sqlx::query("DELETE FROM okta_reads WHERE id = $1")
+                    .bind(old)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            done
+        });
         Ok(done > 0)
     }
 }

@@ -267,6 +267,55 @@ async fn conformance(backend: Backend) {
         ]
     );
 
+    // Okta reads: staged, promoted, replaced; the store keeps the promoted one and a staged
+    // one at most.
+    let org = "https://acme.okta.com";
+    let snapshot = oktasync::model::OktaSnapshot {
+        complete: true,
+        ..Default::default()
+    };
+    for round in 0..3 {
+        store
+            .stage_okta_snapshot(org, "apps=a", &snapshot, "{}", true)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if round > 0 {
+            // A staged read replaced before it was promoted is deleted too.
+            store
+                .stage_okta_snapshot(org, "apps=a", &snapshot, "{}", true)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert!(
+            store
+                .promote_okta_snapshot(org)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        );
+        assert_eq!(
+            store
+                .stored_okta_reads(org)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            1,
+            "round {round}"
+        );
+    }
+    assert!(
+        store
+            .load_okta_snapshot(org)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some_and(|s| s.complete)
+    );
+    assert!(
+        store
+            .okta_snapshot_info(org)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some_and(|i| i.scope == "apps=a")
+    );
+
     // Held plans: stable id per set, approval, consumption.
     let set = vec!["00u1".to_string(), "00u2".to_string()];
     let held = store

@@ -1,0 +1,14 @@
+-- Each stored Okta read in a row of its own, never updated: staging inserts one, promoting
+-- moves a reference and deletes the read it replaces (rewriting a row that held two
+-- snapshots copied tens of MB at every stage and promote). Reads kept by 0003 are dropped:
+-- the next cycle reads Okta in full.
+CREATE TABLE okta_reads (
+    id       BIGSERIAL PRIMARY KEY,
+    org      TEXT      NOT NULL,
+    snapshot TEXT      NOT NULL
+);
+DELETE FROM okta_snapshots;
+ALTER TABLE okta_snapshots DROP COLUMN snapshot;
+ALTER TABLE okta_snapshots DROP COLUMN pending_snapshot;
+ALTER TABLE okta_snapshots ADD COLUMN read_id BIGINT;
+ALTER TABLE okta_snapshots ADD COLUMN pending_read_id BIGINT;
