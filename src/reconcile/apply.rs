@@ -143,22 +143,31 @@ pub async fn apply<T: WorkspaceTarget, S: StateStore>(
             return Err(error);
         }
     }
-    // The outcome lists operations in plan order, however they interleaved.
-    let mut outcome = ApplyOutcome::default();
-    for (operation, result) in operations.into_iter().zip(results) {
-        match result {
-            Some(Ok(())) => outcome.applied.push(operation),
-            Some(Err(error)) => outcome.failed.push((operation, error)),
-            None => {
-                return Err(StateError(format!(
-                    "no outcome for {} {}",
-                    operation.kind().as_str(),
-                    operation.okta_id()
-                )));
-            }
-        }
+    if let Some(index) = results.iter().position(Option::is_none) {
+        let operation = &operations[index];
+        return Err(StateError(format!(
+            "no outcome for {} {}",
+            operation.kind().as_str(),
+            operation.okta_id()
+        )));
     }
-    Ok(outcome)
+    // The outcome lists operations in plan order, however they interleaved. The applied
+    // ones stay in the plan's own buffer (a first sync applies 100k: a second buffer of
+    // them would be tens of MB at the end of the cycle); the few failed ones move out.
+    let mut applied = operations;
+    let mut index = 0;
+    let failed_operations: Vec<Operation> = applied
+        .extract_if(.., |_| {
+            let failed = matches!(results[index], Some(Err(_)));
+            index += 1;
+            failed
+        })
+        .collect();
+    let errors = results.into_iter().filter_map(|r| r.and_then(Result::err));
+    Ok(ApplyOutcome {
+        applied,
+        failed: failed_operations.into_iter().zip(errors).collect(),
+    })
 }
 
 fn warn_failed(workspace_id: &str, operation: &Operation, result: &Result<(), TargetError>) {
