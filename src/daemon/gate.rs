@@ -184,16 +184,6 @@ impl<S: StateStore> StateStore for Gated<S> {
             .await
     }
 
-    async fn journal_outcome(
-        &self,
-        entry: JournalEntryId,
-        error: Option<&str>,
-    ) -> Result<(), StateError> {
-        let result = self.inner.journal_outcome(entry, error).await;
-        self.gate.finished(1);
-        result
-    }
-
     async fn journal_outcomes(
         &self,
         outcomes: &[(JournalEntryId, Option<&str>)],

@@ -220,13 +220,15 @@ impl StateStore for FakeState {
         Ok((start..journal.len()).map(|i| i as i64).collect())
     }
 
-    async fn journal_outcome(
+    async fn journal_outcomes(
         &self,
-        entry: JournalEntryId,
-        error: Option<&str>,
+        outcomes: &[(JournalEntryId, Option<&str>)],
     ) -> Result<(), StateError> {
-        if let Some(e) = lock(&self.journal).get_mut(entry as usize) {
-            e.1 = error.map(str::to_owned);
+        let mut journal = lock(&self.journal);
+        for (entry, error) in outcomes {
+            if let Some(e) = journal.get_mut(*entry as usize) {
+                e.1 = error.map(str::to_owned);
+            }
         }
         Ok(())
     }

@@ -141,24 +141,11 @@ pub trait StateStore: Send + Sync {
         operations: &[Operation],
     ) -> impl Future<Output = Result<Vec<JournalEntryId>, StateError>> + Send;
 
-    fn journal_outcome(
+    /// The outcomes of operations journaled as pending (`None`: applied; else the error).
+    fn journal_outcomes(
         &self,
-        entry: JournalEntryId,
-        error: Option<&str>,
+        outcomes: &[(JournalEntryId, Option<&str>)],
     ) -> impl Future<Output = Result<(), StateError>> + Send;
-
-    /// The outcomes of several operations; a store may write them at once.
-    fn journal_outcomes<'a>(
-        &'a self,
-        outcomes: &'a [(JournalEntryId, Option<&'a str>)],
-    ) -> impl Future<Output = Result<(), StateError>> + Send + 'a {
-        async move {
-            for (entry, error) in outcomes {
-                self.journal_outcome(*entry, *error).await?;
-            }
-            Ok(())
-        }
-    }
 
     fn finish_cycle(
         &self,

@@ -138,14 +138,6 @@ impl StateStore for RunState {
             .await
     }
 
-    async fn journal_outcome(
-        &self,
-        entry: JournalEntryId,
-        error: Option<&str>,
-    ) -> Result<(), StateError> {
-        self.store.journal_outcome(entry, error).await
-    }
-
     async fn journal_outcomes(
         &self,
         outcomes: &[(JournalEntryId, Option<&str>)],

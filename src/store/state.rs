@@ -176,14 +176,6 @@ impl StateStore for Store {
         Ok(ids)
     }
 
-    async fn journal_outcome(
-        &self,
-        entry: JournalEntryId,
-        error: Option<&str>,
-    ) -> Result<(), StateError> {
-        self.journal_outcomes(&[(entry, error)]).await
-    }
-
     async fn journal_outcomes(
         &self,
         outcomes: &[(JournalEntryId, Option<&str>)],

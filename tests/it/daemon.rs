@@ -682,12 +682,11 @@ async fn failing_objects_are_those_whose_latest_operation_failed() {
                 .journal_pending(Some(cycle), WS, &ops)
                 .await
                 .unwrap_or_else(|e| panic!("journal: {e}"));
-            for (entry, error) in entries.into_iter().zip([a, b]) {
-                store
-                    .journal_outcome(entry, error)
-                    .await
-                    .unwrap_or_else(|e| panic!("outcome: {e}"));
-            }
+            let outcomes: Vec<_> = entries.into_iter().zip([a, b]).collect();
+            store
+                .journal_outcomes(&outcomes)
+                .await
+                .unwrap_or_else(|e| panic!("outcome: {e}"));
             store
                 .finish_cycle(cycle, "failed", "")
                 .await

@@ -192,7 +192,7 @@ async fn conformance(backend: Backend) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     store
-        .journal_outcome(ids[0], None)
+        .journal_outcomes(&[(ids[0], None)])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let more = store
