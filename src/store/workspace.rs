@@ -131,39 +131,96 @@ macro_rules! check_push {
     }};
 }
 
-/// Inserts or updates a user (by id) with columns derived from its document.
-macro_rules! write_user {
-    ($tx:expr, $ws:expr, $w:expr, $now:expr) => {{
-        let w: &UserWrite<'_> = $w;
-        let (attributes, active, external_id) = scim_wire::user_columns(w.doc);
-        sqlx::query(
+/// Inserts or updates users (by id), all in one statement, with columns derived from
+/// their documents.
+macro_rules! write_users {
+    ($tx:expr, $ws:expr, $writes:expr, $now:expr) => {{
+        let writes: &[UserWrite<'_>] = $writes;
+        let mut insert = sqlx::QueryBuilder::new(
             "INSERT INTO workspace_users (workspace_id, id, okta_id, external_id, user_name, user_name_lower, \
-             given_name, family_name, display_name, email, active, doc, pushed_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) \
-             ON CONFLICT (workspace_id, id) DO UPDATE SET okta_id = excluded.okta_id, external_id = excluded.external_id, \
+             given_name, family_name, display_name, email, active, doc, pushed_at, created_at, updated_at) ",
+        );
+        insert.push_values(writes, |mut row, w| {
+            let (attributes, active, external_id) = scim_wire::user_columns(w.doc);
+            let user_name_lower = attributes.user_name.to_lowercase();
+            let display_name = Some(attributes.display_name).filter(|d| !d.is_empty());
+            row.push_bind($ws)
+                .push_bind(w.id)
+                .push_bind(w.okta_id)
+                .push_bind(external_id)
+                .push_bind(attributes.user_name)
+                .push_bind(user_name_lower)
+                .push_bind(attributes.given_name)
+                .push_bind(attributes.family_name)
+                .push_bind(display_name)
+                .push_bind(attributes.email)
+                .push_bind(active)
+                .push_bind(w.doc.to_string())
+                .push_bind(w.pushed.then_some($now))
+                .push_bind($now)
+                .push_bind($now);
+        });
+        insert.push(
+            " ON CONFLICT (workspace_id, id) DO UPDATE SET okta_id = excluded.okta_id, external_id = excluded.external_id, \
              user_name = excluded.user_name, user_name_lower = excluded.user_name_lower, given_name = excluded.given_name, \
              family_name = excluded.family_name, display_name = excluded.display_name, email = excluded.email, \
              active = excluded.active, doc = excluded.doc, \
              pushed_at = COALESCE(excluded.pushed_at, workspace_users.pushed_at), \
              version = workspace_users.version + 1, updated_at = excluded.updated_at",
-        )
-        .bind($ws)
-        .bind(w.id)
-        .bind(w.okta_id)
-        .bind(external_id)
-        .bind(attributes.user_name.clone())
-        .bind(attributes.user_name.to_lowercase())
-        .bind(attributes.given_name.clone())
-        .bind(attributes.family_name.clone())
-        .bind(Some(attributes.display_name.clone()).filter(|d| !d.is_empty()))
-        .bind(attributes.email.clone())
-        .bind(active)
-        .bind(w.doc.to_string())
-        .bind(w.pushed.then_some($now))
-        .bind($now)
-        .execute(&mut *$tx)
-        .await
-        .map_err(StoreError::from)
+        );
+        insert.build().execute(&mut *$tx).await.map_err(StoreError::from)
+    }};
+}
+
+/// Inserts or updates one user (by id) with columns derived from its document.
+macro_rules! write_user {
+    ($tx:expr, $ws:expr, $w:expr, $now:expr) => {{
+        let write: &UserWrite<'_> = $w;
+        write_users!($tx, $ws, std::slice::from_ref(write), $now)
+    }};
+}
+
+/// Creates (or, for an Okta user already anchored here, updates in place) users from Okta:
+/// what `CreateUser` does, for many users with one query and one statement, so that a first
+/// sync does not pay two round trips per user.
+macro_rules! create_users {
+    ($tx:ident, $ws:expr, $creates:expr, $now:expr) => {{
+        let creates: &[(&str, &UserAttributes)] = $creates;
+        let mut select = sqlx::QueryBuilder::new(
+            "SELECT okta_id, id, doc FROM workspace_users WHERE workspace_id = ",
+        );
+        select.push_bind($ws).push(" AND okta_id IN (");
+        let mut ids = select.separated(", ");
+        for (okta_id, _) in creates {
+            ids.push_bind(*okta_id);
+        }
+        select.push(")");
+        let rows: Vec<(String, String, String)> =
+            select.build_query_as().fetch_all(&mut *$tx).await?;
+        let mut existing: std::collections::HashMap<String, (String, String)> = rows
+            .into_iter()
+            .map(|(okta_id, id, doc)| (okta_id, (id, doc)))
+            .collect();
+        let mut rows = Vec::with_capacity(creates.len());
+        for (okta_id, attributes) in creates {
+            let (id, old) = match existing.remove(*okta_id) {
+                Some((id, doc)) => (id, Some(parse_doc(&doc)?)),
+                None => (uuid::Uuid::new_v4().to_string(), None),
+            };
+            let doc = scim_wire::merge_user(old.as_ref(), attributes, true, Some(okta_id));
+            rows.push((id, doc));
+        }
+        let writes: Vec<UserWrite<'_>> = rows
+            .iter()
+            .zip(creates)
+            .map(|((id, doc), (okta_id, _))| UserWrite {
+                id,
+                okta_id: Some(okta_id),
+                doc,
+                pushed: false,
+            })
+            .collect();
+        write_users!($tx, $ws, &writes, $now)?;
     }};
 }
 
@@ -255,19 +312,7 @@ macro_rules! apply_in_tx {
         let mut soft: Option<StoreError> = None;
         match $operation {
             Operation::CreateUser { okta_id, attributes } => {
-                let existing: Option<(String, String)> = sqlx::query_as(
-                    "SELECT id, doc FROM workspace_users WHERE workspace_id = $1 AND okta_id = $2",
-                )
-                .bind($ws)
-                .bind(okta_id)
-                .fetch_optional(&mut *$tx)
-                .await?;
-                let (id, old) = match existing {
-                    Some((id, doc)) => (id, Some(parse_doc(&doc)?)),
-                    None => (uuid::Uuid::new_v4().to_string(), None),
-                };
-                let doc = scim_wire::merge_user(old.as_ref(), attributes, true, Some(okta_id));
-                write_user!($tx, $ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: false }, $now)?;
+                create_users!($tx, $ws, &[(okta_id.as_str(), attributes)], $now);
             }
             Operation::AdoptUser { okta_id, workspace_id: object_id, attributes, .. } => {
                 let old: Option<(String,)> = sqlx::query_as(
@@ -606,15 +651,39 @@ impl Store {
         let now = now_millis();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            for operation in operations {
+            let mut rest = operations;
+            while let Some(operation) = rest.first() {
+                let creates = leading_creates(rest);
+                if creates.len() > 1 {
+                    create_users!(tx, ws, &creates, now);
+                    rest = &rest[creates.len()..];
+                    continue;
+                }
                 if let Some(error) = apply_in_tx!(tx, ws, *operation, now) {
                     return Err(error);
                 }
+                rest = &rest[1..];
             }
             tx.commit().await?;
         });
         Ok(())
     }
+}
+
+/// The `CreateUser` operations at the start of `operations`, up to the first other one or
+/// the first Okta user seen twice (the second must find the first's row).
+fn leading_creates<'a>(operations: &[&'a Operation]) -> Vec<(&'a str, &'a UserAttributes)> {
+    let mut seen = std::collections::HashSet::new();
+    operations
+        .iter()
+        .map_while(|operation| match operation {
+            Operation::CreateUser {
+                okta_id,
+                attributes,
+            } if seen.insert(okta_id.as_str()) => Some((okta_id.as_str(), attributes)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The store as the mirror of a downstream SCIM workspace: objects recorded under the

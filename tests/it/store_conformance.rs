@@ -182,6 +182,64 @@ async fn conformance(backend: Backend) {
         "created in the same batch as its member's add"
     );
 
+    // Consecutive creates are written many a statement, meaning what they mean one at a
+    // time: an Okta user already here is updated in place, one seen twice is one row.
+    let ada = |state: &oktasync::model::WorkspaceState| {
+        state
+            .users
+            .iter()
+            .find(|u| u.okta_id.as_deref() == Some("00u1"))
+            .map(|u| (u.id.clone(), u.attributes.user_name.clone()))
+    };
+    let ada_before = ada(&state).map(|(id, _)| id);
+    let create_as = |okta_id: &str, name: &str| Operation::CreateUser {
+        okta_id: okta_id.into(),
+        attributes: attrs(name),
+    };
+    let creates = [
+        create_as("00u1", "ada.lovelace@example.com"),
+        create_as("00u5", "alan@example.com"),
+        create_as("00u5", "alan.turing@example.com"),
+        create_as("00u7", "edsger@example.com"),
+    ];
+    let refs: Vec<&Operation> = creates.iter().collect();
+    let results = store.apply_operations("ws", &refs).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let state = store
+        .load_workspace("ws")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ada(&state),
+        ada_before.map(|id| (id, "ada.lovelace@example.com".to_string())),
+        "updated in place"
+    );
+    let alans: Vec<&str> = state
+        .users
+        .iter()
+        .filter(|u| u.okta_id.as_deref() == Some("00u5"))
+        .map(|u| u.attributes.user_name.as_str())
+        .collect();
+    assert_eq!(alans, vec!["alan.turing@example.com"]);
+    assert_eq!(state.users.len(), 5);
+    // A userName another user holds (in any letter case) fails that create alone.
+    let creates = [
+        create_as("00u8", "barbara@example.com"),
+        create_as("00u9", "LINUS@example.com"),
+        create_as("00u10", "donald@example.com"),
+    ];
+    let refs: Vec<&Operation> = creates.iter().collect();
+    let results = store.apply_operations("ws", &refs).await;
+    let failed: Vec<usize> = (0..results.len())
+        .filter(|&i| results[i].is_err())
+        .collect();
+    assert_eq!(failed, vec![1], "{results:?}");
+    let state = store
+        .load_workspace("ws")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state.users.len(), 7);
+
     // Journal: pending entries of an interrupted cycle are superseded by the next cycle.
     let cycle = store
         .begin_cycle("ws", false)
