@@ -3,6 +3,7 @@
 //! resources against them, and the mapping between a User document and the engine's
 //! attributes. It knows nothing of HTTP, SQL or Okta.
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use scim_v2::models::scim_schema::{Attributes, Schema, SubAttributes, get_schemas};
@@ -551,24 +552,26 @@ pub fn group_member_ids(doc: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Adds and removes members in a Group document (engine membership changes).
+/// Adds and removes members in a Group document (engine membership changes). Linear in
+/// the group's size: a first sync adds thousands of members to a group at once.
 pub fn change_group_members(doc: &Value, add: &[String], remove: &[String]) -> Value {
     let mut obj = doc.as_object().cloned().unwrap_or_default();
-    let mut members: Vec<Value> = obj
-        .get("members")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    members.retain(|m| {
-        m.get("value")
-            .and_then(Value::as_str)
-            .is_none_or(|v| !remove.iter().any(|r| r == v))
-    });
+    let mut members: Vec<Value> = match obj.get_mut("members") {
+        Some(Value::Array(members)) => std::mem::take(members),
+        _ => Vec::new(),
+    };
+    let member_id = |m: &Value| m.get("value").and_then(Value::as_str).map(str::to_owned);
+    if !remove.is_empty() {
+        let remove: HashSet<&str> = remove.iter().map(String::as_str).collect();
+        members.retain(|m| {
+            m.get("value")
+                .and_then(Value::as_str)
+                .is_none_or(|v| !remove.contains(v))
+        });
+    }
+    let mut present: HashSet<String> = members.iter().filter_map(member_id).collect();
     for id in add {
-        if !members
-            .iter()
-            .any(|m| m.get("value").and_then(Value::as_str) == Some(id))
-        {
+        if present.insert(id.clone()) {
             members.push(json!({"value": id, "type": "User"}));
         }
     }
@@ -583,6 +586,23 @@ pub fn change_group_members(doc: &Value, add: &[String], remove: &[String]) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_members_change_in_order_once_each() {
+        let doc = json!({"schemas": [GROUP_URN], "displayName": "Ops",
+            "members": [{"value": "a", "type": "User"}, {"value": "b", "type": "User"}]});
+        let add = [
+            "c".to_string(),
+            "a".to_string(),
+            "d".to_string(),
+            "c".to_string(),
+        ];
+        let changed = change_group_members(&doc, &add, &["b".to_string()]);
+        assert_eq!(group_member_ids(&changed), vec!["a", "c", "d"]);
+        assert_eq!(changed["displayName"], "Ops");
+        let emptied = change_group_members(&changed, &[], &["a".into(), "c".into(), "d".into()]);
+        assert!(emptied.get("members").is_none(), "{emptied}");
+    }
 
     #[test]
     fn normalizes_okta_create_body_and_drops_password() {

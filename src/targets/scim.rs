@@ -126,10 +126,14 @@ impl ScimTarget {
                 .header("Content-Type", "application/scim+json")
                 .body(body.to_string());
         }
+        // A POST that failed after it was sent may have created its object: sent again, it
+        // would create a second one. Only a 429 says the server did not take it; any other
+        // failure fails the operation, and the next cycle finds the object by its name.
+        let resend = method != "POST";
         let response = request
             .send()
             .await
-            .map_err(|e| error(e.to_string(), true, None))?;
+            .map_err(|e| error(e.to_string(), resend, None))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -140,10 +144,15 @@ impl ScimTarget {
         let text = response
             .text()
             .await
-            .map_err(|e| error(e.to_string(), true, None))?;
+            .map_err(|e| error(e.to_string(), resend, None))?;
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             let detail = text.chars().take(200).collect::<String>();
-            return Err(error(format!("HTTP {status}: {detail}"), true, retry_after));
+            let retry = resend || status == StatusCode::TOO_MANY_REQUESTS;
+            return Err(error(
+                format!("HTTP {status}: {detail}"),
+                retry,
+                retry_after,
+            ));
         }
         let body = if text.trim().is_empty() {
             Value::Null
