@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod heap;
 pub mod http;
 pub mod metrics;
 pub mod model;

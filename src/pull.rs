@@ -145,7 +145,15 @@ impl OktaSource for PullSource {
         if self.keep
             && let Some(checkpoint) = checkpoint
         {
+            let staging = std::time::Instant::now();
             self.stage(&snapshot, &checkpoint).await;
+            tracing::debug!(
+                elapsed_ms = staging.elapsed().as_millis() as u64,
+                "Okta read staged"
+            );
+            // The stored form of a 100k-user read is tens of MB, copied on its way into
+            // the store; what follows (planning) would otherwise sit on top of it.
+            crate::heap::release_freed();
         }
         snapshot
     }

@@ -441,7 +441,7 @@ impl Scheduler {
             self.next_due = Some(next_after(running.started, interval, Instant::now()));
         }
         drop(joined);
-        release_freed_memory();
+        crate::heap::release_freed();
     }
 
     /// Drops the running cycle at once (leadership lost).
@@ -480,19 +480,6 @@ impl Scheduler {
         }
         self.daemon.set_leading(false);
         self.leadership.release().await;
-    }
-}
-
-/// Hands the heap a finished cycle freed back to the system. A cycle over 100k users
-/// builds a snapshot, a desired state and a plan of a few hundred MB; glibc keeps freed
-/// memory in its arenas for reuse, so without this an idle daemon would sit at its last
-/// cycle's peak until the next one.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own arenas under their locks; it takes no
-    // pointers from us and is safe to call from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

@@ -11,7 +11,7 @@ use futures_util::{StreamExt, stream};
 use super::client::OktaClient;
 use super::{OktaError, wire};
 use crate::model::{AppAssignments, AssignmentScope, OktaGroup, OktaSnapshot, OktaUser};
-use crate::reconcile::ports::{OktaSource, ReadRequest};
+use crate::reconcile::ports::{OktaSource, ReadRequest, UsersRead};
 
 /// Okta's clock (epoch seconds, from `Date`) when a read's users and groups listings began.
 #[derive(Debug, Clone, Copy, Default)]
@@ -144,7 +144,11 @@ impl OktaClient {
     /// each other: a full read takes about as long as its slowest bucket, not the sum of two.
     pub async fn read_full(&self, request: ReadRequest<'_>) -> (OktaSnapshot, ServerMarks) {
         let read_started_at = crate::store::now_millis();
-        let users = self.read_users();
+        // Users come out of `groups_then_members`, which needs them for `on_users_read`.
+        let (users_tx, users_rx) = tokio::sync::oneshot::channel();
+        let users = async move {
+            let _ = users_tx.send(self.read_users().await);
+        };
         let groups_then_members = async {
             let mut snapshot = OktaSnapshot::default();
             let mut failures = Vec::new();
@@ -191,9 +195,26 @@ impl OktaClient {
                     let users = self.read_app_users(&app_id).await;
                     read.push((app_id, users));
                 }
-                read
+                // Usually long done: users have a bucket of their own.
+                let users = users_rx
+                    .await
+                    .unwrap_or_else(|_| Err("users: the listing was abandoned".into()));
+                if let (Some(on_users_read), Ok((users, _))) = (request.on_users_read, &users)
+                    && read.len() == request.app_ids.len()
+                    && read.iter().all(|(_, assigned)| assigned.is_ok())
+                {
+                    on_users_read(&UsersRead {
+                        users,
+                        assigned: read
+                            .iter()
+                            .filter_map(|(id, a)| a.as_ref().ok().map(|a| (id.as_str(), a)))
+                            .collect(),
+                        read_started_at,
+                    });
+                }
+                (read, users)
             };
-            let (members, app_users) = tokio::join!(members, app_users);
+            let (members, (app_users, users)) = tokio::join!(members, app_users);
             for (group_id, members) in members {
                 match members {
                     Ok(members) => {
@@ -215,9 +236,9 @@ impl OktaClient {
                     }
                 }
             }
-            (snapshot, failures, groups_at)
+            (snapshot, failures, groups_at, users)
         };
-        let (users, (mut snapshot, mut failures, groups_at)) =
+        let ((), (mut snapshot, mut failures, groups_at, users)) =
             tokio::join!(users, groups_then_members);
         let mut users_at = None;
         match users {

@@ -58,9 +58,16 @@ pub async fn apply<T: WorkspaceTarget, S: StateStore>(
         }
         return Ok(outcome);
     }
+    let journaling = std::time::Instant::now();
     let entries = state
         .journal_pending(cycle_id, workspace_id, &operations)
         .await?;
+    tracing::debug!(
+        workspace = workspace_id,
+        operations = operations.len(),
+        elapsed_ms = journaling.elapsed().as_millis() as u64,
+        "journaled as pending"
+    );
     if entries.len() != operations.len() {
         return Err(StateError(format!(
             "journaled {} of {} operations",
@@ -125,6 +132,7 @@ pub async fn apply<T: WorkspaceTarget, S: StateStore>(
     let mut results: Vec<Option<Result<(), TargetError>>> = (0..total).map(|_| None).collect();
     let mut failure = None;
     for phase in schedule(&operations, in_flight) {
+        let phase_started = std::time::Instant::now();
         let mut chains =
             stream::iter(phase.into_iter().map(&run_chain)).buffer_unordered(in_flight);
         while let Some(chain) = chains.next().await {
@@ -139,6 +147,11 @@ pub async fn apply<T: WorkspaceTarget, S: StateStore>(
                 }
             }
         }
+        tracing::debug!(
+            workspace = workspace_id,
+            elapsed_ms = phase_started.elapsed().as_millis() as u64,
+            "apply phase"
+        );
         if let Some(error) = failure {
             return Err(error);
         }

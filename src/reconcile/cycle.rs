@@ -4,12 +4,15 @@
 
 use std::collections::BTreeSet;
 
-use crate::model::OktaSnapshot;
-use crate::reconcile::apply::{Progress, apply};
-use crate::reconcile::desired::{DesiredState, GroupSelector, WorkspacePolicy, desired_state};
+use crate::model::{OktaSnapshot, WorkspaceState};
+use crate::reconcile::apply::{ApplyOutcome, Progress, apply};
+use crate::reconcile::desired::{
+    DesiredState, GroupSelector, WorkspacePolicy, desired_state, desired_users,
+};
 use crate::reconcile::plan::{OpKind, Operation, Plan, PlanOptions, plan};
 use crate::reconcile::ports::{
-    OktaSource, ReadRequest, StateError, StateStore, TargetError, WorkspaceTarget,
+    OktaSource, OnUsersRead, ReadRequest, StateError, StateStore, TargetError, UsersRead,
+    WorkspaceTarget,
 };
 use crate::reconcile::safety::{GateInput, HoldReason, Thresholds, gate};
 
@@ -94,7 +97,11 @@ pub fn read_scope(workspaces: &[WorkspaceSpec]) -> (BTreeSet<String>, BTreeSet<S
 }
 
 /// Reads Okta once for all `workspaces`.
-pub async fn read_okta<O: OktaSource>(source: &O, workspaces: &[WorkspaceSpec]) -> OktaSnapshot {
+pub async fn read_okta<O: OktaSource>(
+    source: &O,
+    workspaces: &[WorkspaceSpec],
+    on_users_read: Option<OnUsersRead<'_>>,
+) -> OktaSnapshot {
     let (app_ids, push_mapping_app_ids) = read_scope(workspaces);
     let select = |snapshot: &OktaSnapshot| {
         workspaces
@@ -107,6 +114,7 @@ pub async fn read_okta<O: OktaSource>(source: &O, workspaces: &[WorkspaceSpec]) 
             app_ids,
             push_mapping_app_ids,
             select_groups: &select,
+            on_users_read,
         })
         .await
 }
@@ -124,34 +132,191 @@ where
     T: WorkspaceTarget,
     S: StateStore,
 {
-    let snapshot = read_okta(source, workspaces).await;
+    let started = std::time::Instant::now();
+    // A full read lists users and app assignments well before the group members: the users
+    // each workspace should hold are known then, and applied while the members are read.
+    let (early_tx, early_rx) = tokio::sync::oneshot::channel::<(Vec<DesiredState>, i64)>();
+    let early_tx = std::sync::Mutex::new(Some(early_tx));
+    let take_early_tx = || early_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let on_users_read = |read: &UsersRead<'_>| {
+        if let Some(tx) = take_early_tx() {
+            let desired = workspaces
+                .iter()
+                .map(|spec| {
+                    let assigned = read.assigned.get(spec.policy.okta_app_id.as_str()).copied();
+                    desired_users(read.users, assigned)
+                })
+                .collect();
+            let _ = tx.send((desired, read.read_started_at));
+        }
+    };
+    let read = async {
+        let on_users_read: OnUsersRead<'_> = &on_users_read;
+        let snapshot = read_okta(
+            source,
+            workspaces,
+            (!options.dry_run).then_some(on_users_read),
+        )
+        .await;
+        // No users read early (an incremental or failed read): the early apply ends.
+        drop(take_early_tx());
+        snapshot
+    };
+    let early = async {
+        let mut early: Vec<Option<Early>> = workspaces.iter().map(|_| None).collect();
+        if let Ok((desired, read_started_at)) = early_rx.await {
+            for ((spec, desired), slot) in workspaces.iter().zip(desired).zip(&mut early) {
+                *slot = Some(
+                    apply_early(target, state, spec, desired, read_started_at, progress).await?,
+                );
+            }
+        }
+        // What planning and applying them freed sits between the snapshot's growing
+        // member sets: hand it back before the rest of the cycle builds its own.
+        crate::heap::release_freed();
+        Ok::<_, StateError>(early)
+    };
+    let (snapshot, early) = tokio::join!(read, early);
+    let early = early?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        users = snapshot.users.len(),
+        complete = snapshot.complete,
+        "Okta read"
+    );
     if !snapshot.complete {
         tracing::warn!(failures = ?snapshot.failures, "Okta read incomplete: no removals this cycle");
     }
+    // Every workspace's desired state, then the snapshot goes: its users are the cycle's
+    // largest structure, and no longer needed while each workspace is loaded and planned.
+    let desired: Vec<DesiredState> = workspaces
+        .iter()
+        .map(|spec| desired_state(&snapshot, &spec.policy))
+        .collect();
+    let read = ReadOutcome {
+        complete: snapshot.complete,
+        failures: snapshot.failures,
+        started_at: snapshot.read_started_at,
+    };
+    drop(snapshot.users);
+    drop(snapshot.group_members);
+    drop(snapshot.apps);
     let mut report = CycleReport::default();
-    for spec in workspaces {
-        let ws = reconcile_workspace(&snapshot, target, state, spec, options, progress).await?;
+    for ((spec, desired), early) in workspaces.iter().zip(desired).zip(early) {
+        let ws = reconcile_workspace(
+            &read, desired, target, state, spec, options, progress, early,
+        )
+        .await?;
         report.workspaces.push(ws);
     }
     Ok(report)
 }
 
+/// What the workspaces' reconciliation needs to know of the read besides desired states.
+struct ReadOutcome {
+    complete: bool,
+    failures: Vec<String>,
+    started_at: i64,
+}
+
+/// A workspace's user operations applied before its read ended.
+struct Early {
+    cycle_id: i64,
+    /// Managed active users before them: what the deactivation thresholds compare with.
+    managed_active: usize,
+    outcome: ApplyOutcome,
+}
+
+/// Operations that only add or update users: the complete read's plan would apply them too
+/// whatever its groups say (the gate never holds them), so they need not wait for it.
+fn applies_early(kind: OpKind) -> bool {
+    matches!(
+        kind,
+        OpKind::CreateUser | OpKind::AdoptUser | OpKind::UpdateUser | OpKind::ReactivateUser
+    )
+}
+
+fn count_managed_active(current: &WorkspaceState) -> usize {
+    current
+        .users
+        .iter()
+        .filter(|u| u.is_managed() && u.active)
+        .count()
+}
+
+/// Begins the workspace's cycle and applies the user operations `desired` (its users part)
+/// calls for.
+async fn apply_early<T: WorkspaceTarget, S: StateStore>(
+    target: &T,
+    state: &S,
+    spec: &WorkspaceSpec,
+    desired: DesiredState,
+    read_started_at: i64,
+    progress: Progress<'_>,
+) -> Result<Early, StateError> {
+    let workspace_id = spec.policy.workspace_id.as_str();
+    let cycle_id = state.begin_cycle(workspace_id, false).await?;
+    let mut early = Early {
+        cycle_id,
+        managed_active: 0,
+        outcome: ApplyOutcome::default(),
+    };
+    // A workspace that cannot be loaded now is reported by the cycle proper.
+    let Ok(current) = target.load(workspace_id).await else {
+        return Ok(early);
+    };
+    early.managed_active = count_managed_active(&current);
+    let plan_options = PlanOptions {
+        read_started_at: Some(read_started_at),
+        ..spec.plan_options
+    };
+    let mut operations = plan(&desired, &current, plan_options).operations;
+    operations.retain(|op| applies_early(op.kind()));
+    drop(current);
+    if !operations.is_empty() {
+        let applying = std::time::Instant::now();
+        early.outcome = apply(
+            target,
+            state,
+            Some(cycle_id),
+            workspace_id,
+            operations,
+            progress,
+        )
+        .await?;
+        tracing::debug!(
+            workspace = workspace_id,
+            applied = early.outcome.applied.len(),
+            failed = early.outcome.failed.len(),
+            elapsed_ms = applying.elapsed().as_millis() as u64,
+            "users applied before the read ended"
+        );
+    }
+    Ok(early)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
-    snapshot: &OktaSnapshot,
+    read: &ReadOutcome,
+    desired: DesiredState,
     target: &T,
     state: &S,
     spec: &WorkspaceSpec,
     options: CycleOptions,
     progress: Progress<'_>,
+    early: Option<Early>,
 ) -> Result<WorkspaceReport, StateError> {
     let workspace_id = spec.policy.workspace_id.as_str();
     let mut report = WorkspaceReport {
         workspace_id: workspace_id.to_owned(),
-        complete_read: snapshot.complete,
-        read_failures: snapshot.failures.clone(),
+        complete_read: read.complete,
+        read_failures: read.failures.clone(),
         ..WorkspaceReport::default()
     };
-    let cycle_id = state.begin_cycle(workspace_id, options.dry_run).await?;
+    let cycle_id = match &early {
+        Some(early) => early.cycle_id,
+        None => state.begin_cycle(workspace_id, options.dry_run).await?,
+    };
     let current = match target.load(workspace_id).await {
         Ok(current) => current,
         Err(TargetError { message, .. }) => {
@@ -160,17 +325,22 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
             return Ok(report);
         }
     };
-    let desired: DesiredState = desired_state(snapshot, &spec.policy);
     let plan_options = PlanOptions {
-        read_started_at: Some(snapshot.read_started_at),
+        read_started_at: Some(read.started_at),
         ..spec.plan_options
     };
+    let planning = std::time::Instant::now();
     let mut full_plan = plan(&desired, &current, plan_options);
-    let managed_active = current
-        .users
-        .iter()
-        .filter(|u| u.is_managed() && u.active)
-        .count();
+    tracing::debug!(
+        workspace = workspace_id,
+        operations = full_plan.operations.len(),
+        elapsed_ms = planning.elapsed().as_millis() as u64,
+        "planned"
+    );
+    let managed_active = match &early {
+        Some(early) => early.managed_active,
+        None => count_managed_active(&current),
+    };
     let deactivations: Vec<String> = full_plan
         .operations
         .iter()
@@ -182,7 +352,7 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
         managed_active,
         options.thresholds,
     );
-    let held_plan = if over && snapshot.complete {
+    let held_plan = if over && read.complete {
         Some(state.hold(workspace_id, &deactivations).await?)
     } else {
         None
@@ -198,7 +368,7 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
     let gated = gate(
         to_gate,
         GateInput {
-            complete_read: snapshot.complete,
+            complete_read: read.complete,
             managed_active,
             thresholds: options.thresholds,
             released,
@@ -217,15 +387,34 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
     // The plan says everything now: free the two workspaces before applying it.
     drop(desired);
     drop(current);
+    let mut to_apply = gated.apply;
+    let early = early.map(|e| e.outcome).unwrap_or_default();
+    if !early.failed.is_empty() {
+        // Failed once this cycle already: reported as such, and planned again next cycle.
+        let failed: BTreeSet<(OpKind, &str)> = early
+            .failed
+            .iter()
+            .map(|(op, _)| (op.kind(), op.okta_id()))
+            .collect();
+        to_apply.retain(|op| !failed.contains(&(op.kind(), op.okta_id())));
+    }
+    let applying = std::time::Instant::now();
     let outcome = apply(
         target,
         state,
         Some(cycle_id),
         workspace_id,
-        gated.apply,
+        to_apply,
         progress,
     )
     .await?;
+    tracing::debug!(
+        workspace = workspace_id,
+        applied = outcome.applied.len(),
+        failed = outcome.failed.len(),
+        elapsed_ms = applying.elapsed().as_millis() as u64,
+        "applied"
+    );
     if released
         && let Some(h) = held_plan
         && outcome
@@ -235,10 +424,12 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
     {
         state.consume_hold(&h.id).await?;
     }
-    report.applied = outcome.applied;
-    report.failed = outcome
+    report.applied = early.applied;
+    report.applied.extend(outcome.applied);
+    report.failed = early
         .failed
         .into_iter()
+        .chain(outcome.failed)
         .map(|(op, e)| (op, e.message))
         .collect();
     let result = match report.exit_code() {

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use foldhash::{HashSet, HashSetExt};
 
 use crate::model::{
-    OktaGroup, OktaGroupId, OktaSnapshot, OktaUser, OktaUserId, OktaUserStatus, UserAttributes,
+    AssignmentScope, OktaGroup, OktaGroupId, OktaSnapshot, OktaUser, OktaUserId, OktaUserStatus,
+    UserAttributes,
 };
 
 /// Which Okta groups a workspace pushes (`push_groups` in the config).
@@ -127,29 +128,40 @@ pub fn pushed_groups(snapshot: &OktaSnapshot, policy: &WorkspacePolicy) -> BTree
     }
 }
 
-/// Scope plus mapping: the workspace as Okta says it should be.
-pub fn desired_state(snapshot: &OktaSnapshot, policy: &WorkspacePolicy) -> DesiredState {
-    let mut desired = DesiredState::default();
-    let assigned = snapshot.apps.get(&policy.okta_app_id).map(|a| &a.users);
-    // Memberships are checked against a hash set: hundreds of thousands of lookups in an
-    // ordered map of Okta ids (long shared prefixes) cost a string comparison per level.
-    let mut in_scope: HashSet<&str> = HashSet::new();
+/// The users part of the desired state (scope plus mapping), from every Okta user and the
+/// users assigned to the workspace's app: all it takes, so it is known before a read ends.
+pub fn desired_users(
+    okta_users: &BTreeMap<OktaUserId, OktaUser>,
+    assigned: Option<&BTreeMap<OktaUserId, AssignmentScope>>,
+) -> DesiredState {
     // Collected in Okta-id order, then built in bulk (no ordered-map search per insert).
     let mut users = Vec::new();
     let mut excluded = Vec::new();
-    for user in snapshot.users.values() {
+    for user in okta_users.values() {
         let is_assigned = assigned.is_some_and(|a| a.contains_key(&user.id));
         if !is_assigned {
             excluded.push((user.id.clone(), Exclusion::NotAssigned));
         } else if !user.status.is_provisionable() {
             excluded.push((user.id.clone(), Exclusion::Status(user.status.clone())));
         } else {
-            in_scope.insert(&user.id);
             users.push((user.id.clone(), map_attributes(user)));
         }
     }
-    desired.users = users.into_iter().collect();
-    desired.excluded = excluded.into_iter().collect();
+    DesiredState {
+        users: users.into_iter().collect(),
+        groups: BTreeMap::new(),
+        excluded: excluded.into_iter().collect(),
+    }
+}
+
+/// Scope plus mapping: the workspace as Okta says it should be.
+pub fn desired_state(snapshot: &OktaSnapshot, policy: &WorkspacePolicy) -> DesiredState {
+    let assigned = snapshot.apps.get(&policy.okta_app_id).map(|a| &a.users);
+    let mut desired = desired_users(&snapshot.users, assigned);
+    // Memberships are checked against a hash set: hundreds of thousands of lookups in an
+    // ordered map of Okta ids (long shared prefixes) cost a string comparison per level.
+    let mut in_scope: HashSet<&str> = HashSet::with_capacity(desired.users.len());
+    in_scope.extend(desired.users.keys().map(String::as_str));
     for group_id in pushed_groups(snapshot, policy) {
         let Some(group) = snapshot.groups.get(&group_id) else {
             continue;

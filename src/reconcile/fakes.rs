@@ -9,7 +9,7 @@ use crate::model::{OktaSnapshot, WorkspaceGroup, WorkspaceState, WorkspaceUser};
 use crate::reconcile::plan::Operation;
 use crate::reconcile::ports::{
     HeldPlan, JournalEntryId, OktaSource, ReadRequest, StateError, StateStore, TargetError,
-    TargetErrorKind, WorkspaceTarget,
+    TargetErrorKind, UsersRead, WorkspaceTarget,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -262,6 +262,19 @@ pub struct FakeSource(pub OktaSnapshot);
 impl OktaSource for FakeSource {
     async fn read(&self, request: ReadRequest<'_>) -> OktaSnapshot {
         let mut snapshot = self.0.clone();
+        if let Some(on_users_read) = request.on_users_read
+            && snapshot.complete
+        {
+            on_users_read(&UsersRead {
+                users: &snapshot.users,
+                assigned: snapshot
+                    .apps
+                    .iter()
+                    .map(|(id, app)| (id.as_str(), &app.users))
+                    .collect(),
+                read_started_at: snapshot.read_started_at,
+            });
+        }
         let wanted = (request.select_groups)(&snapshot);
         snapshot.group_members.retain(|g, _| wanted.contains(g));
         snapshot

@@ -2,15 +2,32 @@
 //! state. Adapters (`okta/`, `targets/`, `store/`) implement them; the engine never names an
 //! adapter. Each has an in-memory fake for unit tests.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
-use crate::model::{OktaGroupId, OktaSnapshot, WorkspaceState};
+use crate::model::{
+    AssignmentScope, OktaGroupId, OktaSnapshot, OktaUser, OktaUserId, WorkspaceState,
+};
 use crate::reconcile::plan::Operation;
 
 /// Which groups' memberships to read, decided once groups, app group assignments and push
 /// mappings are known (before the app's users are read, so members and users load together).
 pub type GroupSelection<'a> = &'a (dyn Fn(&OktaSnapshot) -> BTreeSet<OktaGroupId> + Send + Sync);
+
+/// The part of a full read that decides which users a workspace holds: every user and every
+/// requested app's user assignments, each listing read to its end. Okta lists an app's
+/// users whether assigned directly or through a group, so group members are not needed.
+pub struct UsersRead<'a> {
+    pub users: &'a BTreeMap<OktaUserId, OktaUser>,
+    pub assigned: BTreeMap<&'a str, &'a BTreeMap<OktaUserId, AssignmentScope>>,
+    /// When the read began (`OktaSnapshot::read_started_at`).
+    pub read_started_at: i64,
+}
+
+/// Called once during a full read, as soon as its `UsersRead` is complete and while the
+/// rest (group members) is still being read; never after a failed users or app-users
+/// listing, and not at all by an incremental read.
+pub type OnUsersRead<'a> = &'a (dyn Fn(&UsersRead<'_>) + Send + Sync);
 
 pub struct ReadRequest<'a> {
     /// Apps whose user and group assignments are read.
@@ -18,6 +35,7 @@ pub struct ReadRequest<'a> {
     /// Apps whose group-push mappings are read too.
     pub push_mapping_app_ids: BTreeSet<String>,
     pub select_groups: GroupSelection<'a>,
+    pub on_users_read: Option<OnUsersRead<'a>>,
 }
 
 /// Okta, read-only. A failed listing never fails the call: it marks the snapshot incomplete

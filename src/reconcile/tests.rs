@@ -371,6 +371,34 @@ async fn over_threshold_holds_deactivations_until_forced() {
 }
 
 #[tokio::test]
+async fn users_created_while_the_read_ends_do_not_dilute_the_thresholds() {
+    let target = FakeTarget::default();
+    let state = FakeState::default();
+    let _ = cycle(world(4), &target, &state, false).await;
+    // Three of four managed users leave (over the 0.5 ratio) as ten new ones arrive: the
+    // new users are created before the deactivations are weighed, but the ratio is still
+    // taken against the four managed before this cycle, not fourteen.
+    let mut next = world(1);
+    for i in 100..110 {
+        let id = format!("00u{i}");
+        next.users.insert(id.clone(), user(&id));
+        if let Some(app) = next.apps.get_mut(APP) {
+            app.users.insert(id, AssignmentScope::User);
+        }
+    }
+    let report = cycle(next, &target, &state, false).await;
+    assert_eq!(
+        report.exit_code(),
+        3,
+        "{:?}",
+        report.workspaces[0].hold_reason
+    );
+    assert_eq!(report.workspaces[0].held.len(), 3);
+    assert_eq!(report.workspaces[0].applied.len(), 10);
+    assert_eq!(active(&target), 14);
+}
+
+#[tokio::test]
 async fn one_failing_object_does_not_block_the_others() {
     let target = FakeTarget::default();
     if let Ok(mut failing) = target.failing.lock() {

@@ -518,3 +518,71 @@ async fn demo_runs_without_an_okta_account() {
         .unwrap_or_default();
     assert!(last.contains("nothing to do"), "{stdout}");
 }
+
+/// A full read hands the engine every user and app assignment as soon as those listings
+/// end: the workspace's users are created while the group members are still being read,
+/// and the cycle's report still lists each operation once.
+#[tokio::test]
+async fn users_are_applied_while_group_members_are_still_read() {
+    let app = spawn_app(Backend::Sqlite, 300, 12, AppConfig::default()).await;
+    let expected = app.fake.state().await.in_scope().len();
+    // The first member listings answer after 4 s: the read cannot end before.
+    app.fake
+        .admin(
+            "POST",
+            "/faults",
+            Some(
+                json!({"path": "/api/v1/groups/*", "kind": "delay", "delay_ms": 4000, "times": 4}),
+            ),
+        )
+        .await;
+    let mut child = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&app.config)
+        .args(["sync", "--format", "json"])
+        .env("OKTASYNC_LOG", "oktasync=info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run oktasync: {e}"));
+    let store = oktasync::store::Store::connect(&app.store_url)
+        .await
+        .unwrap_or_else(|e| panic!("store: {e}"));
+    let mut users_in_place_at = None;
+    let exited_at = loop {
+        if child.try_wait().ok().flatten().is_some() {
+            break std::time::Instant::now();
+        }
+        // Before the sync has migrated the store, loading fails: nothing is in place yet.
+        if users_in_place_at.is_none()
+            && let Ok(state) = store.load_workspace(WS).await
+            && state.users.iter().filter(|u| u.okta_id.is_some()).count() == expected
+        {
+            users_in_place_at = Some(std::time::Instant::now());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait: {e}"));
+    let run = Run::from(output);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let Some(users_in_place_at) = users_in_place_at else {
+        panic!("the users were never all in place before the sync ended")
+    };
+    let ahead = exited_at - users_in_place_at;
+    assert!(
+        ahead > std::time::Duration::from_secs(2),
+        "users in place only {ahead:?} before the read's end"
+    );
+    let created = ops(&run.workspace())
+        .into_iter()
+        .filter(|(op, _)| op == "create_user")
+        .count();
+    assert_eq!(created, expected, "each creation reported once");
+    let state = app.workspace().await;
+    assert!(
+        state.groups.iter().any(|g| !g.members.is_empty()),
+        "the groups and their members follow once the read is complete"
+    );
+}
