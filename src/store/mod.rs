@@ -111,14 +111,26 @@ impl<DB: sqlx::Database> std::ops::DerefMut for WriteTx<DB> {
 static SQLITE_WRITE_TURN: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
     std::sync::LazyLock::new(Default::default);
 
+/// Waits for this process's SQLite write turn (held until the guard drops).
+pub(crate) async fn sqlite_write_turn() -> tokio::sync::OwnedMutexGuard<()> {
+    SQLITE_WRITE_TURN.clone().lock_owned().await
+}
+
+/// A write transaction in a turn already taken.
+pub(crate) async fn begin_sqlite_write(
+    pool: &SqlitePool,
+    turn: tokio::sync::OwnedMutexGuard<()>,
+) -> Result<WriteTx<sqlx::Sqlite>, sqlx::Error> {
+    Ok(WriteTx {
+        tx: pool.begin_with("BEGIN IMMEDIATE").await?,
+        _turn: Some(turn),
+    })
+}
+
 impl BeginWrite for SqlitePool {
     type Db = sqlx::Sqlite;
     async fn begin_write(&self) -> Result<WriteTx<sqlx::Sqlite>, sqlx::Error> {
-        let turn = SQLITE_WRITE_TURN.clone().lock_owned().await;
-        Ok(WriteTx {
-            tx: self.begin_with("BEGIN IMMEDIATE").await?,
-            _turn: Some(turn),
-        })
+        begin_sqlite_write(self, sqlite_write_turn().await).await
     }
 }
 
@@ -135,6 +147,8 @@ impl BeginWrite for PgPool {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    /// Single journaled writes waiting for this database's SQLite write turn.
+    queued: std::sync::Arc<std::sync::Mutex<Vec<workspace::QueuedWrite>>>,
 }
 
 /// The time in Unix epoch milliseconds, as the store records it.
@@ -170,6 +184,7 @@ impl Store {
                 .map_err(StoreError::Connect)?;
             Ok(Self {
                 pool: Pool::Sqlite(pool),
+                queued: Default::default(),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)
@@ -182,6 +197,7 @@ impl Store {
                 .map_err(StoreError::Connect)?;
             Ok(Self {
                 pool: Pool::Postgres(pool),
+                queued: Default::default(),
             })
         } else {
             Err(StoreError::Url(

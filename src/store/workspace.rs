@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{BeginWrite, Store, StoreError, now_millis, on_pool};
+use super::{BeginWrite, Pool, Store, StoreError, now_millis, on_pool};
 use crate::model::{UserAttributes, WorkspaceGroup, WorkspaceState, WorkspaceUser};
 use crate::reconcile::plan::{Operation, PushedObject};
 use crate::render;
@@ -269,6 +269,24 @@ macro_rules! write_group {
         }
         Ok::<(), StoreError>(())
     }};
+}
+
+/// A single journaled write waiting for the SQLite write turn, and where its outcome goes.
+pub(super) struct QueuedWrite {
+    ws: String,
+    cycle_id: Option<i64>,
+    operation: Operation,
+    detail: String,
+    done: tokio::sync::oneshot::Sender<Result<Result<(), StoreError>, StoreError>>,
+}
+
+impl std::fmt::Debug for QueuedWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuedWrite")
+            .field("ws", &self.ws)
+            .field("operation", &self.operation.kind())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One operation's journal entry, written with its final outcome.
@@ -604,24 +622,126 @@ impl Store {
         operation: &Operation,
     ) -> Result<Result<(), StoreError>, StoreError> {
         let detail = render::operation_json(operation).to_string();
-        let entry = JournalRow {
+        if let Pool::Sqlite(_) = self.pool {
+            return self
+                .apply_journaled_together(ws, cycle_id, operation, detail)
+                .await;
+        }
+        self.apply_journaled_alone(&JournalRow {
             cycle_id,
             ws,
             operation,
             detail: &detail,
-        };
-        match self.apply_and_journal(&entry).await {
+        })
+        .await
+    }
+
+    async fn apply_journaled_alone(
+        &self,
+        entry: &JournalRow<'_>,
+    ) -> Result<Result<(), StoreError>, StoreError> {
+        match self.apply_and_journal(entry).await {
             Ok(soft) => Ok(soft.map_or(Ok(()), Err)),
             Err(error) => {
                 let message = error.to_string();
                 on_pool!(self, pool => {
                     let mut tx = pool.begin_write().await?;
-                    insert_journal_row!(tx, &entry, Some(message.as_str()), now_millis())?;
+                    insert_journal_row!(tx, entry, Some(message.as_str()), now_millis())?;
                     tx.commit().await?;
                 });
                 Ok(Err(error))
             }
         }
+    }
+
+    /// SQLite has one writer at a time, so concurrent single writes (SCIM requests) share
+    /// commits: each is queued, and whoever holds the write turn next writes everything
+    /// queued by then in one transaction, each operation with its journal entry. If one of
+    /// them fails hard, the transaction keeps nothing and each is written on its own, so
+    /// every write still has its own outcome.
+    async fn apply_journaled_together(
+        &self,
+        ws: &str,
+        cycle_id: Option<i64>,
+        operation: &Operation,
+        detail: String,
+    ) -> Result<Result<(), StoreError>, StoreError> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(QueuedWrite {
+                ws: ws.to_owned(),
+                cycle_id,
+                operation: operation.clone(),
+                detail,
+                done,
+            });
+        // In a task of its own: a request dropped while it waits (its client gone) must not
+        // leave its write queued with nobody to take the turn for it.
+        let store = self.clone();
+        tokio::spawn(async move { store.write_queued().await });
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Invalid("the queued write was dropped".into())))
+    }
+
+    async fn write_queued(&self) {
+        let Pool::Sqlite(pool) = &self.pool else {
+            return;
+        };
+        let turn = super::sqlite_write_turn().await;
+        let writes = std::mem::take(&mut *self.queued.lock().unwrap_or_else(|p| p.into_inner()));
+        if writes.is_empty() {
+            // An earlier turn wrote them.
+            return;
+        }
+        match Self::write_together(pool, turn, &writes).await {
+            Ok(softs) => {
+                for (write, soft) in writes.into_iter().zip(softs) {
+                    let _ = write.done.send(Ok(soft.map_or(Ok(()), Err)));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(writes = writes.len(), error = %error, "a group of writes failed: writing them one by one");
+                for write in writes {
+                    let entry = JournalRow {
+                        cycle_id: write.cycle_id,
+                        ws: &write.ws,
+                        operation: &write.operation,
+                        detail: &write.detail,
+                    };
+                    let outcome = self.apply_journaled_alone(&entry).await;
+                    let _ = write.done.send(outcome);
+                }
+            }
+        }
+    }
+
+    /// Every queued write in one transaction; the soft error of each.
+    async fn write_together(
+        pool: &sqlx::SqlitePool,
+        turn: tokio::sync::OwnedMutexGuard<()>,
+        writes: &[QueuedWrite],
+    ) -> Result<Vec<Option<StoreError>>, StoreError> {
+        let now = now_millis();
+        let mut tx = super::begin_sqlite_write(pool, turn).await?;
+        let mut softs = Vec::with_capacity(writes.len());
+        for write in writes {
+            let ws = write.ws.as_str();
+            let soft = apply_in_tx!(tx, ws, &write.operation, now);
+            let message = soft.as_ref().map(ToString::to_string);
+            let entry = JournalRow {
+                cycle_id: write.cycle_id,
+                ws,
+                operation: &write.operation,
+                detail: &write.detail,
+            };
+            insert_journal_row!(tx, &entry, message.as_deref(), now)?;
+            softs.push(soft);
+        }
+        tx.commit().await?;
+        Ok(softs)
     }
 
     /// The operation and its entry in one transaction; evaluates to a soft error (kept,

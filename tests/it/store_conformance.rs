@@ -2,7 +2,7 @@
 //! operations, ownership of adopted users, the journal and held plans.
 
 use oktasync::model::UserAttributes;
-use oktasync::reconcile::plan::{MatchKey, Operation};
+use oktasync::reconcile::plan::{MatchKey, Operation, PushedObject};
 use oktasync::reconcile::ports::StateStore;
 use oktasync::store::Store;
 
@@ -422,5 +422,73 @@ async fn conformance(backend: Backend) {
 async fn store_conformance_on_both_backends() {
     for backend in BACKENDS {
         conformance(backend).await;
+    }
+}
+
+/// Single journaled writes arriving together (SCIM requests) each get their own outcome
+/// and journal entry, however the store groups their commits: one taking a userName
+/// another holds fails alone, the others are written.
+async fn concurrent_journaled_writes(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = fresh_store_url(backend, dir.path()).await;
+    let store = Store::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    let push = |i: usize, name: String| {
+        let store = store.clone();
+        async move {
+            let doc = serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": name, "active": true,
+            });
+            let operation = Operation::PushUser(PushedObject {
+                workspace_id: format!("user-{i}"),
+                external_id: None,
+                document: doc.to_string(),
+                create: true,
+                expected_version: None,
+            });
+            store.apply_journaled("ws", None, &operation).await
+        }
+    };
+    let since = oktasync::store::now_millis();
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        // Users 7 and 17 share a userName in different letter cases.
+        let name = match i {
+            17 => "USER7@example.com".to_string(),
+            _ => format!("user{i}@example.com"),
+        };
+        writes.spawn(push(i, name));
+    }
+    let mut conflicts = 0;
+    while let Some(result) = writes.join_next().await {
+        match result.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(Ok(())) => {}
+            Ok(Err(oktasync::store::StoreError::Conflict(_))) => conflicts += 1,
+            other => panic!("{backend:?}: {other:?}"),
+        }
+    }
+    assert_eq!(conflicts, 1, "{backend:?}");
+    let state = store
+        .load_workspace("ws")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state.users.len(), 23, "{backend:?}");
+    let journal = store
+        .journal_since(since, 100)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let applied = journal.iter().filter(|j| j.status == "applied").count();
+    let failed = journal.iter().filter(|j| j.status == "failed").count();
+    assert_eq!((applied, failed), (23, 1), "{backend:?}: {journal:?}");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_journaled_writes_on_both_backends() {
+    for backend in BACKENDS {
+        concurrent_journaled_writes(backend).await;
     }
 }
