@@ -18,13 +18,19 @@ fn attrs(name: &str) -> UserAttributes {
     }
 }
 
-async fn conformance(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let url = fresh_store_url(backend, dir.path()).await;
+/// A fresh store of `backend` (its database under `dir` for SQLite), migrated.
+async fn migrated_store(backend: Backend, dir: &std::path::Path) -> Store {
+    let url = fresh_store_url(backend, dir).await;
     let store = Store::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
     store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    store
+}
+
+async fn conformance(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = migrated_store(backend, dir.path()).await;
     store
         .migrate()
         .await
@@ -430,11 +436,7 @@ async fn store_conformance_on_both_backends() {
 /// another holds fails alone, the others are written.
 async fn concurrent_journaled_writes(backend: Backend) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let url = fresh_store_url(backend, dir.path()).await;
-    let store = Store::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
-    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    let store = migrated_store(backend, dir.path()).await;
     let push = |i: usize, name: String| {
         let store = store.clone();
         async move {
