@@ -201,6 +201,8 @@ where
     drop(snapshot.users);
     drop(snapshot.group_members);
     drop(snapshot.apps);
+    // Its pages go back rather than stay resident as holes under the desired states.
+    crate::heap::release_freed();
     let mut report = CycleReport::default();
     for ((spec, desired), early) in workspaces.iter().zip(desired).zip(early) {
         let ws = reconcile_workspace(

@@ -3,6 +3,7 @@
 //! opaque checkpoint the Okta reader resumes from, and when the last full read was. A read
 //! is staged first and promoted once its cycle has applied.
 
+use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{BeginWrite, Store, StoreError, now_millis, on_pool};
@@ -121,6 +122,30 @@ struct AppIn {
     push: Vec<String>,
 }
 
+/// The most of a stored read one row holds (see migration 0005).
+const READ_PART_BYTES: usize = 1 << 20;
+
+/// `text` in consecutive parts of at most `max` bytes (more only for a character longer
+/// than `max`), each ending on a character boundary.
+fn text_parts(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = max.min(rest.len());
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end == 0 {
+            end = rest.chars().next().map_or(rest.len(), char::len_utf8);
+        }
+        let (part, tail) = rest.split_at(end);
+        rest = tail;
+        Some(part)
+    })
+}
+
 fn encode(snapshot: &OktaSnapshot) -> Result<String, StoreError> {
     serde_json::to_string(&SnapshotOut(snapshot))
         .map_err(|e| StoreError::Invalid(format!("Okta snapshot: {e}")))
@@ -214,15 +239,28 @@ impl Store {
     /// The last promoted snapshot (complete). `None` when there is none or it cannot be read
     /// back (another format version, a damaged row): the caller then reads Okta in full.
     pub async fn load_okta_snapshot(&self, org: &str) -> Result<Option<OktaSnapshot>, StoreError> {
-        let text: Option<(Option<String>,)> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT r.snapshot FROM okta_snapshots s JOIN okta_reads r ON r.id = s.read_id WHERE s.org = $1",
+        let row: Option<(Option<i64>, Option<String>)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT r.id, r.snapshot FROM okta_snapshots s JOIN okta_reads r ON r.id = s.read_id WHERE s.org = $1",
         )
         .bind(org)
         .fetch_optional(pool)
         .await?);
-        let Some((Some(text),)) = text else {
+        let Some((Some(read_id), Some(mut text))) = row else {
             return Ok(None);
         };
+        if text.is_empty() {
+            // Stored in parts: appended as they arrive, never all held twice.
+            on_pool!(self, pool => {
+                let mut parts = sqlx::query_scalar::<_, String>(
+                    "SELECT text FROM okta_read_parts WHERE read_id = $1 ORDER BY part",
+                )
+                .bind(read_id)
+                .fetch(pool);
+                while let Some(part) = parts.try_next().await? {
+                    text.push_str(&part);
+                }
+            });
+        }
         match decode(&text) {
             Ok(snapshot) => Ok(Some(snapshot)),
             Err(e) => {
@@ -246,13 +284,18 @@ impl Store {
         let now = now_millis();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            // Moved, not borrowed: a borrowed string is copied into the arguments (20 MB for
-            // 100k users, at the cycle's memory peak).
-            let read_id: i64 = sqlx::query_scalar("INSERT INTO okta_reads (org, snapshot) VALUES ($1, $2) RETURNING id")
+            let read_id: i64 = sqlx::query_scalar("INSERT INTO okta_reads (org, snapshot) VALUES ($1, '') RETURNING id")
                 .bind(org)
-                .bind(text)
                 .fetch_one(&mut *tx)
                 .await?;
+            for (part, chunk) in (0_i32..).zip(text_parts(&text, READ_PART_BYTES)) {
+                sqlx::query("INSERT INTO okta_read_parts (read_id, part, text) VALUES ($1, $2, $3)")
+                    .bind(read_id)
+                    .bind(part)
+                    .bind(chunk)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             // An earlier staged read that was never promoted is replaced.
             sqlx::query(
                 "DELETE FROM okta_reads WHERE id IN (SELECT pending_read_id FROM okta_snapshots WHERE org = $1)",
@@ -330,6 +373,22 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_read_splits_on_character_boundaries() {
+        let text = "ab\u{e9}cd\u{1F600}e";
+        for max in 1..=text.len() + 1 {
+            let parts: Vec<&str> = text_parts(text, max).collect();
+            assert_eq!(parts.concat(), text, "max {max}");
+            assert!(
+                parts
+                    .iter()
+                    .all(|p| !p.is_empty() && (p.len() <= max || p.chars().count() == 1)),
+                "max {max}: {parts:?}"
+            );
+        }
+        assert_eq!(text_parts("", 4).count(), 0);
+    }
 
     #[test]
     fn encoding_round_trips_every_field() {
