@@ -224,8 +224,9 @@ struct ReadOutcome {
 /// A workspace's user operations applied before its read ended.
 struct Early {
     cycle_id: i64,
-    /// Managed active users before them: what the deactivation thresholds compare with.
-    managed_active: usize,
+    /// Managed active users before them: what the deactivation thresholds compare with
+    /// (None: the workspace could not be loaded then, and nothing was applied early).
+    managed_active: Option<usize>,
     outcome: ApplyOutcome,
 }
 
@@ -260,14 +261,14 @@ async fn apply_early<T: WorkspaceTarget, S: StateStore>(
     let cycle_id = state.begin_cycle(workspace_id, false).await?;
     let mut early = Early {
         cycle_id,
-        managed_active: 0,
+        managed_active: None,
         outcome: ApplyOutcome::default(),
     };
     // A workspace that cannot be loaded now is reported by the cycle proper.
     let Ok(current) = target.load(workspace_id).await else {
         return Ok(early);
     };
-    early.managed_active = count_managed_active(&current);
+    early.managed_active = Some(count_managed_active(&current));
     let plan_options = PlanOptions {
         read_started_at: Some(read_started_at),
         ..spec.plan_options
@@ -339,10 +340,10 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
         elapsed_ms = planning.elapsed().as_millis() as u64,
         "planned"
     );
-    let managed_active = match &early {
-        Some(early) => early.managed_active,
-        None => count_managed_active(&current),
-    };
+    let managed_active = early
+        .as_ref()
+        .and_then(|early| early.managed_active)
+        .unwrap_or_else(|| count_managed_active(&current));
     let deactivations: Vec<String> = full_plan
         .operations
         .iter()

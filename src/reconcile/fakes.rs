@@ -173,10 +173,22 @@ pub struct FakeTarget {
     pub state: Mutex<WorkspaceState>,
     /// Operations on these Okta ids fail.
     pub failing: Mutex<BTreeSet<String>>,
+    /// This many loads fail before they succeed again.
+    pub failing_loads: std::sync::atomic::AtomicUsize,
 }
 
 impl WorkspaceTarget for FakeTarget {
     async fn load(&self, _workspace_id: &str) -> Result<WorkspaceState, TargetError> {
+        use std::sync::atomic::Ordering;
+        let failing = self
+            .failing_loads
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(TargetError {
+                message: "injected load failure".into(),
+                kind: TargetErrorKind::Transient,
+            });
+        }
         Ok(lock(&self.state).clone())
     }
 

@@ -399,6 +399,26 @@ async fn users_created_while_the_read_ends_do_not_dilute_the_thresholds() {
 }
 
 #[tokio::test]
+async fn a_workspace_not_loaded_early_is_weighed_when_it_is_loaded() {
+    let target = FakeTarget::default();
+    let state = FakeState::default();
+    let _ = cycle(world(10), &target, &state, false).await;
+    // One of ten leaves (within the thresholds); the early load fails, so nothing is
+    // applied early and the thresholds weigh the ten the cycle proper loads.
+    target
+        .failing_loads
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let report = cycle(world(9), &target, &state, false).await;
+    assert_eq!(
+        report.exit_code(),
+        0,
+        "{:?}",
+        report.workspaces[0].hold_reason
+    );
+    assert_eq!(active(&target), 9);
+}
+
+#[tokio::test]
 async fn one_failing_object_does_not_block_the_others() {
     let target = FakeTarget::default();
     if let Ok(mut failing) = target.failing.lock() {
