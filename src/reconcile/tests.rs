@@ -273,6 +273,14 @@ fn world(n: usize) -> OktaSnapshot {
     s
 }
 
+/// Adds an Okta user assigned to the app directly.
+fn add_assigned(snapshot: &mut OktaSnapshot, id: &str) {
+    snapshot.users.insert(id.into(), user(id));
+    if let Some(app) = snapshot.apps.get_mut(APP) {
+        app.users.insert(id.into(), AssignmentScope::User);
+    }
+}
+
 fn spec() -> Vec<WorkspaceSpec> {
     vec![WorkspaceSpec {
         policy: policy(GroupSelector::Listed(vec![])),
@@ -330,10 +338,7 @@ async fn an_incomplete_read_deactivates_nobody_but_still_creates() {
 
     // The next read fails half-way: five users missing, one new.
     let mut partial = world(5);
-    partial.users.insert("00u999".into(), user("00u999"));
-    if let Some(app) = partial.apps.get_mut(APP) {
-        app.users.insert("00u999".into(), AssignmentScope::User);
-    }
+    add_assigned(&mut partial, "00u999");
     partial.complete = false;
     partial.failures = vec!["users: HTTP 500".into()];
     let report = cycle(partial, &target, &state, true).await;
@@ -356,10 +361,7 @@ async fn over_threshold_holds_deactivations_until_forced() {
     let state = FakeState::default();
     let _ = cycle(world(10), &target, &state, false).await;
     let mut smaller = world(6);
-    smaller.users.insert("00u500".into(), user("00u500"));
-    if let Some(app) = smaller.apps.get_mut(APP) {
-        app.users.insert("00u500".into(), AssignmentScope::User);
-    }
+    add_assigned(&mut smaller, "00u500");
     let report = cycle(smaller.clone(), &target, &state, false).await;
     assert_eq!(report.exit_code(), 3);
     assert_eq!(report.workspaces[0].held.len(), 4);
@@ -380,11 +382,7 @@ async fn users_created_while_the_read_ends_do_not_dilute_the_thresholds() {
     // taken against the four managed before this cycle, not fourteen.
     let mut next = world(1);
     for i in 100..110 {
-        let id = format!("00u{i}");
-        next.users.insert(id.clone(), user(&id));
-        if let Some(app) = next.apps.get_mut(APP) {
-            app.users.insert(id, AssignmentScope::User);
-        }
+        add_assigned(&mut next, &format!("00u{i}"));
     }
     let report = cycle(next, &target, &state, false).await;
     assert_eq!(

@@ -280,6 +280,17 @@ pub(super) struct QueuedWrite {
     done: tokio::sync::oneshot::Sender<Result<Result<(), StoreError>, StoreError>>,
 }
 
+impl QueuedWrite {
+    fn entry(&self) -> JournalRow<'_> {
+        JournalRow {
+            cycle_id: self.cycle_id,
+            ws: &self.ws,
+            operation: &self.operation,
+            detail: &self.detail,
+        }
+    }
+}
+
 impl std::fmt::Debug for QueuedWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueuedWrite")
@@ -318,6 +329,20 @@ macro_rules! insert_journal_row {
         .execute(&mut *$tx)
         .await
         .map_err(StoreError::from)
+    }};
+}
+
+/// Applies one journal entry's operation inside `$tx` and writes the entry with its
+/// outcome; evaluates to the soft error (kept, journaled as failed) or returns a hard one
+/// from the enclosing function (nothing kept).
+macro_rules! apply_journaled_in_tx {
+    ($tx:ident, $entry:expr, $now:expr) => {{
+        let entry: &JournalRow<'_> = $entry;
+        let ws = entry.ws;
+        let soft = apply_in_tx!($tx, ws, entry.operation, $now);
+        let message = soft.as_ref().map(ToString::to_string);
+        insert_journal_row!($tx, entry, message.as_deref(), $now)?;
+        soft
     }};
 }
 
@@ -705,13 +730,7 @@ impl Store {
             Err(error) => {
                 tracing::debug!(writes = writes.len(), error = %error, "a group of writes failed: writing them one by one");
                 for write in writes {
-                    let entry = JournalRow {
-                        cycle_id: write.cycle_id,
-                        ws: &write.ws,
-                        operation: &write.operation,
-                        detail: &write.detail,
-                    };
-                    let outcome = self.apply_journaled_alone(&entry).await;
+                    let outcome = self.apply_journaled_alone(&write.entry()).await;
                     let _ = write.done.send(outcome);
                 }
             }
@@ -728,17 +747,7 @@ impl Store {
         let mut tx = super::begin_sqlite_write(pool, turn).await?;
         let mut softs = Vec::with_capacity(writes.len());
         for write in writes {
-            let ws = write.ws.as_str();
-            let soft = apply_in_tx!(tx, ws, &write.operation, now);
-            let message = soft.as_ref().map(ToString::to_string);
-            let entry = JournalRow {
-                cycle_id: write.cycle_id,
-                ws,
-                operation: &write.operation,
-                detail: &write.detail,
-            };
-            insert_journal_row!(tx, &entry, message.as_deref(), now)?;
-            softs.push(soft);
+            softs.push(apply_journaled_in_tx!(tx, &write.entry(), now));
         }
         tx.commit().await?;
         Ok(softs)
@@ -751,12 +760,9 @@ impl Store {
         entry: &JournalRow<'_>,
     ) -> Result<Option<StoreError>, StoreError> {
         let now = now_millis();
-        let ws = entry.ws;
         let soft = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let soft = apply_in_tx!(tx, ws, entry.operation, now);
-            let message = soft.as_ref().map(ToString::to_string);
-            insert_journal_row!(tx, entry, message.as_deref(), now)?;
+            let soft = apply_journaled_in_tx!(tx, entry, now);
             tx.commit().await?;
             soft
         });

@@ -18,6 +18,13 @@ fn attrs(name: &str) -> UserAttributes {
     }
 }
 
+/// The positions of the failed results.
+fn failed_indices<T, E>(results: &[Result<T, E>]) -> Vec<usize> {
+    (0..results.len())
+        .filter(|&i| results[i].is_err())
+        .collect()
+}
+
 /// A fresh store of `backend` (its database under `dir` for SQLite), migrated.
 async fn migrated_store(backend: Backend, dir: &std::path::Path) -> Store {
     let url = fresh_store_url(backend, dir).await;
@@ -163,9 +170,7 @@ async fn conformance(backend: Backend) {
     ];
     let refs: Vec<&Operation> = batch.iter().collect();
     let results = store.apply_operations("ws", &refs).await;
-    let failed: Vec<usize> = (0..results.len())
-        .filter(|&i| results[i].is_err())
-        .collect();
+    let failed = failed_indices(&results);
     assert_eq!(failed, vec![1], "{results:?}");
     let whole = store.apply_operations("ws", &refs[2..]).await;
     assert!(
@@ -236,9 +241,7 @@ async fn conformance(backend: Backend) {
     ];
     let refs: Vec<&Operation> = creates.iter().collect();
     let results = store.apply_operations("ws", &refs).await;
-    let failed: Vec<usize> = (0..results.len())
-        .filter(|&i| results[i].is_err())
-        .collect();
+    let failed = failed_indices(&results);
     assert_eq!(failed, vec![1], "{results:?}");
     let state = store
         .load_workspace("ws")
