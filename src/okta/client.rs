@@ -304,21 +304,32 @@ impl OktaClient {
         &self,
         path_and_query: &str,
     ) -> Result<Listing<T>, OktaError> {
+        let mut items = Vec::new();
+        let server_epoch = self
+            .each_page(path_and_query, |page: Vec<T>| items.extend(page))
+            .await?;
+        Ok(Listing {
+            items,
+            server_epoch,
+        })
+    }
+
+    /// Every page of a listing, each handed to `on_page` as it arrives (so a reader can act
+    /// on a listing before its last page); the server's time at the first page.
+    pub async fn each_page<T: DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+        mut on_page: impl FnMut(Vec<T>),
+    ) -> Result<Option<u64>, OktaError> {
         let mut url = self.url(path_and_query)?;
-        let mut all = Vec::new();
         let mut server_epoch = None;
         loop {
             let page = self.get_page::<T>(&url).await?;
             server_epoch = server_epoch.or(page.server_epoch);
-            all.extend(page.items);
+            on_page(page.items);
             match page.next {
                 Some(next) => url = next,
-                None => {
-                    return Ok(Listing {
-                        items: all,
-                        server_epoch,
-                    });
-                }
+                None => return Ok(server_epoch),
             }
         }
     }

@@ -330,7 +330,7 @@ impl OktaClient {
             let groups_changed = effects.app_groups.contains(app_id);
             let mappings_changed = push && effects.mappings_changed(app_id);
             if groups_changed || mappings_changed {
-                match self.read_app_groups(app_id, push).await {
+                match self.read_app_groups(app_id, push, None).await {
                     Ok(read) => {
                         let app = snapshot.apps.entry(app_id.clone()).or_default();
                         app.groups = read.groups;

@@ -5,13 +5,14 @@
 //! retries marks the snapshot incomplete and is named in its failures; the rest still count.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 use futures_util::{StreamExt, stream};
 
 use super::client::OktaClient;
 use super::{OktaError, wire};
 use crate::model::{AppAssignments, AssignmentScope, OktaGroup, OktaSnapshot, OktaUser};
-use crate::reconcile::ports::{OktaSource, ReadRequest, UsersRead};
+use crate::reconcile::ports::{GroupSelection, OktaSource, ReadRequest, UsersRead};
 
 /// Okta's clock (epoch seconds, from `Date`) when a read's users and groups listings began.
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,17 +50,26 @@ impl OktaClient {
         Ok((users, active.server_epoch))
     }
 
-    async fn read_groups(&self) -> Result<(BTreeMap<String, OktaGroup>, Option<u64>), String> {
-        let groups = self
-            .list_all_dated::<wire::Group>("/api/v1/groups?limit=200")
+    async fn read_groups(
+        &self,
+        early: Option<&EarlySelection<'_>>,
+    ) -> Result<(BTreeMap<String, OktaGroup>, Option<u64>), String> {
+        let mut map = BTreeMap::new();
+        let server_epoch = self
+            .each_page("/api/v1/groups?limit=200", |page: Vec<wire::Group>| {
+                let page: Vec<OktaGroup> = page.into_iter().map(OktaGroup::from).collect();
+                if let Some(early) = early {
+                    early.listed(|partial| {
+                        for group in &page {
+                            partial.groups.insert(group.id.clone(), group.clone());
+                        }
+                    });
+                }
+                map.extend(page.into_iter().map(|g| (g.id.clone(), g)));
+            })
             .await
             .map_err(|e| failure("groups", &e))?;
-        let map = groups
-            .items
-            .into_iter()
-            .map(|g| (g.id.clone(), OktaGroup::from(g)))
-            .collect();
-        Ok((map, groups.server_epoch))
+        Ok((map, server_epoch))
     }
 
     /// The app's group assignments and (when asked) its ACTIVE group-push mappings: all the
@@ -68,29 +78,46 @@ impl OktaClient {
         &self,
         app_id: &str,
         push_mappings: bool,
+        early: Option<&EarlySelection<'_>>,
     ) -> Result<AppAssignments, String> {
         let app = urlencode(app_id);
         let groups_path = format!("/api/v1/apps/{app}/groups?limit=200");
-        let groups = self
-            .list_all::<wire::AppGroup>(&groups_path)
-            .await
-            .map_err(|e| failure(&format!("app {app_id} groups"), &e))?;
+        let mut groups = BTreeSet::new();
+        self.each_page(&groups_path, |page: Vec<wire::AppGroup>| {
+            let page: Vec<String> = page.into_iter().map(|g| g.id).collect();
+            if let Some(early) = early {
+                early.listed(|partial| {
+                    let listed = partial.apps.entry(app_id.to_owned()).or_default();
+                    listed.groups.extend(page.iter().cloned());
+                });
+            }
+            groups.extend(page);
+        })
+        .await
+        .map_err(|e| failure(&format!("app {app_id} groups"), &e))?;
         let mut mappings = BTreeSet::new();
         if push_mappings {
             let path = format!("/api/v1/apps/{app}/group-push/mappings?limit=1000");
-            let listed = self
-                .list_all::<wire::GroupPushMapping>(&path)
-                .await
-                .map_err(|e| failure(&format!("app {app_id} group-push mappings"), &e))?;
-            mappings = listed
-                .into_iter()
-                .filter(|m| m.status == "ACTIVE")
-                .map(|m| m.source_group_id)
-                .collect();
+            self.each_page(&path, |page: Vec<wire::GroupPushMapping>| {
+                let page: Vec<String> = page
+                    .into_iter()
+                    .filter(|m| m.status == "ACTIVE")
+                    .map(|m| m.source_group_id)
+                    .collect();
+                if let Some(early) = early {
+                    early.listed(|partial| {
+                        let listed = partial.apps.entry(app_id.to_owned()).or_default();
+                        listed.push_mappings.extend(page.iter().cloned());
+                    });
+                }
+                mappings.extend(page);
+            })
+            .await
+            .map_err(|e| failure(&format!("app {app_id} group-push mappings"), &e))?;
         }
         Ok(AppAssignments {
             users: BTreeMap::new(),
-            groups: groups.into_iter().map(|g| g.id).collect(),
+            groups,
             push_mappings: mappings,
         })
     }
@@ -150,15 +177,23 @@ impl OktaClient {
             let _ = users_tx.send(self.read_users().await);
         };
         let groups_then_members = async {
-            let mut snapshot = OktaSnapshot::default();
-            let mut failures = Vec::new();
-            let groups = self.read_groups();
+            let (early, wanted_rx) = EarlySelection::new(request.select_groups);
+            let members = stream::unfold(wanted_rx, |mut wanted| async move {
+                wanted.recv().await.map(|group_id| (group_id, wanted))
+            })
+            .map(|group_id| async move {
+                let members = self.read_members(&group_id).await;
+                (group_id, members)
+            })
+            .buffer_unordered(MEMBER_CONCURRENCY)
+            .collect::<Vec<(String, Result<BTreeSet<String>, String>)>>();
+            let groups = self.read_groups(Some(&early));
             let app_groups = async {
                 let mut apps = BTreeMap::new();
                 let mut failures = Vec::new();
                 for app_id in &request.app_ids {
                     let push = request.push_mapping_app_ids.contains(app_id);
-                    match self.read_app_groups(app_id, push).await {
+                    match self.read_app_groups(app_id, push, Some(&early)).await {
                         Ok(app) => {
                             apps.insert(app_id.clone(), app);
                         }
@@ -167,55 +202,61 @@ impl OktaClient {
                 }
                 (apps, failures)
             };
-            let (groups, (apps, app_failures)) = tokio::join!(groups, app_groups);
-            let mut groups_at = None;
-            match groups {
-                Ok((groups, at)) => {
-                    snapshot.groups = groups;
-                    groups_at = at;
+            let listings_then_app_users = async {
+                let mut snapshot = OktaSnapshot::default();
+                let mut failures = Vec::new();
+                let (groups, (apps, app_failures)) = tokio::join!(groups, app_groups);
+                let mut groups_at = None;
+                match groups {
+                    Ok((groups, at)) => {
+                        snapshot.groups = groups;
+                        groups_at = at;
+                    }
+                    Err(f) => failures.push(f),
                 }
-                Err(f) => failures.push(f),
-            }
-            snapshot.apps = apps;
-            failures.extend(app_failures);
-            let wanted = (request.select_groups)(&snapshot);
-            let members = stream::iter(wanted)
-                .map(|group_id| async move {
-                    let members = self.read_members(&group_id).await;
-                    (group_id, members)
-                })
-                .buffer_unordered(MEMBER_CONCURRENCY)
-                .collect::<Vec<(String, Result<BTreeSet<String>, String>)>>();
-            // Only for the apps whose groups were read: an app is in the snapshot whole or not
-            // at all.
-            let app_ids: Vec<String> = snapshot.apps.keys().cloned().collect();
-            let app_users = async {
-                let mut read = Vec::new();
-                for app_id in app_ids {
-                    let users = self.read_app_users(&app_id).await;
-                    read.push((app_id, users));
-                }
-                // Usually long done: users have a bucket of their own.
-                let users = users_rx
-                    .await
-                    .unwrap_or_else(|_| Err("users: the listing was abandoned".into()));
-                if let (Some(on_users_read), Ok((users, _))) = (request.on_users_read, &users)
-                    && read.len() == request.app_ids.len()
-                    && read.iter().all(|(_, assigned)| assigned.is_ok())
-                {
-                    on_users_read(&UsersRead {
-                        users,
-                        assigned: read
-                            .iter()
-                            .filter_map(|(id, a)| a.as_ref().ok().map(|a| (id.as_str(), a)))
-                            .collect(),
-                        read_started_at,
-                    });
-                }
-                (read, users)
+                snapshot.apps = apps;
+                failures.extend(app_failures);
+                // The selection on the complete listings is the one that counts.
+                let wanted = (request.select_groups)(&snapshot);
+                early.finish(&wanted);
+                // Only for the apps whose groups were read: an app is in the snapshot whole or not
+                // at all.
+                let app_ids: Vec<String> = snapshot.apps.keys().cloned().collect();
+                let app_users = async {
+                    let mut read = Vec::new();
+                    for app_id in app_ids {
+                        let users = self.read_app_users(&app_id).await;
+                        read.push((app_id, users));
+                    }
+                    // Usually long done: users have a bucket of their own.
+                    let users = users_rx
+                        .await
+                        .unwrap_or_else(|_| Err("users: the listing was abandoned".into()));
+                    if let (Some(on_users_read), Ok((users, _))) = (request.on_users_read, &users)
+                        && read.len() == request.app_ids.len()
+                        && read.iter().all(|(_, assigned)| assigned.is_ok())
+                    {
+                        on_users_read(&UsersRead {
+                            users,
+                            assigned: read
+                                .iter()
+                                .filter_map(|(id, a)| a.as_ref().ok().map(|a| (id.as_str(), a)))
+                                .collect(),
+                            read_started_at,
+                        });
+                    }
+                    (read, users)
+                };
+                let (app_users, users) = app_users.await;
+                (snapshot, failures, groups_at, wanted, app_users, users)
             };
-            let (members, (app_users, users)) = tokio::join!(members, app_users);
+            let (members, (mut snapshot, mut failures, groups_at, wanted, app_users, users)) =
+                tokio::join!(members, listings_then_app_users);
             for (group_id, members) in members {
+                if !wanted.contains(&group_id) {
+                    // Selected from part of the listings only.
+                    continue;
+                }
                 match members {
                     Ok(members) => {
                         snapshot.group_members.insert(group_id, members);
@@ -258,5 +299,71 @@ impl OktaClient {
                 groups_at,
             },
         )
+    }
+}
+
+/// The group selection made while groups and the apps' group assignments (and push
+/// mappings) are still being listed: after every page, the selection on what has arrived so
+/// far, and each group it names for the first time has its members read at once. The member
+/// listings (a bucket of their own, the slowest) then start a page into the read rather than
+/// after the last page of the apps bucket. The selection is made once more on the complete
+/// listings and only its groups are kept: a selection that is not monotone in what is
+/// listed costs calls, never a wrong snapshot (every selection oktasync makes is monotone).
+pub(super) struct EarlySelection<'r> {
+    select: GroupSelection<'r>,
+    partial: Mutex<Partial>,
+}
+
+struct Partial {
+    /// What is listed so far.
+    snapshot: OktaSnapshot,
+    /// The groups whose members are being read.
+    started: BTreeSet<String>,
+    /// Where they are started; gone once the final selection is made.
+    start: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+impl Partial {
+    fn start_new(&mut self, selected: impl IntoIterator<Item = String>) {
+        let Some(start) = &self.start else {
+            return;
+        };
+        for group_id in selected {
+            if self.started.insert(group_id.clone()) {
+                // The receiver lives as long as the read.
+                let _ = start.send(group_id);
+            }
+        }
+    }
+}
+
+impl<'r> EarlySelection<'r> {
+    fn new(select: GroupSelection<'r>) -> (Self, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let (start, started) = tokio::sync::mpsc::unbounded_channel();
+        let early = Self {
+            select,
+            partial: Mutex::new(Partial {
+                snapshot: OktaSnapshot::default(),
+                started: BTreeSet::new(),
+                start: Some(start),
+            }),
+        };
+        (early, started)
+    }
+
+    /// Adds a page to what is listed so far and starts the groups it newly selects.
+    fn listed(&self, add: impl FnOnce(&mut OktaSnapshot)) {
+        let mut partial = self.partial.lock().unwrap_or_else(|p| p.into_inner());
+        add(&mut partial.snapshot);
+        let selected = (self.select)(&partial.snapshot);
+        partial.start_new(selected);
+    }
+
+    /// The final selection: starts what is not started yet and ends the queue.
+    fn finish(&self, wanted: &BTreeSet<String>) {
+        let mut partial = self.partial.lock().unwrap_or_else(|p| p.into_inner());
+        partial.start_new(wanted.iter().cloned());
+        partial.start = None;
+        partial.snapshot = OktaSnapshot::default();
     }
 }

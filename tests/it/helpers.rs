@@ -386,6 +386,20 @@ impl TestApp {
         self.run(&["sync", "--format", "json"])
     }
 
+    /// `sync` in the background, for tests that watch it while it runs (`Run::from` its
+    /// `wait_with_output`).
+    pub fn spawn_sync(&self) -> Child {
+        Command::new(bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(["sync", "--format", "json"])
+            .env("OKTASYNC_LOG", "oktasync=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("run oktasync: {e}"))
+    }
+
     /// `sync`, asserting that it read Okta incrementally (not a full sweep).
     pub fn sync_incremental(&self) -> Run {
         let run = self.sync();

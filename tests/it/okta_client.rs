@@ -85,3 +85,59 @@ async fn a_rejected_token_fails_the_cycle_without_removing_anything() {
     );
     assert_eq!(app.workspace().await, before);
 }
+
+/// Member listings start as soon as a page of the app's group assignments names groups,
+/// not after the listing's last page: the group bucket (the slowest in a large org) is not
+/// left idle while the apps bucket pages through. The read stays exact: every assigned
+/// group, and only those, is pushed with its members.
+#[tokio::test]
+async fn member_listings_start_before_the_app_groups_listing_ends() {
+    let config = AppConfig {
+        workspace: "push_groups = \"assigned\"\n".into(),
+        ..AppConfig::default()
+    };
+    let app = spawn_app(Backend::Sqlite, 300, 700, config).await;
+    let assigned = app.fake.state().await.assigned_groups();
+    assert!(
+        assigned.len() > 200,
+        "two pages of assignments: {}",
+        assigned.len()
+    );
+    app.fake
+        .admin(
+            "POST",
+            "/faults",
+            Some(
+                json!({"path": format!("/api/v1/apps/{APP}/groups"), "page": 2,
+                "kind": "delay", "delay_ms": 4000, "times": 1}),
+            ),
+        )
+        .await;
+    let mut child = app.spawn_sync();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let stats = app.fake.admin("GET", "/stats", None).await;
+    let still_reading = child.try_wait().ok().flatten().is_none();
+    let run = Run::from(
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("wait: {e}")),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        still_reading,
+        "the delayed page should hold the read for 4 s"
+    );
+    let member_listings = stats["buckets"]["group"]["calls"].as_u64().unwrap_or(0);
+    assert!(
+        member_listings >= 50,
+        "only {member_listings} member listings while the second page was delayed: {stats}"
+    );
+    let state = app.workspace().await;
+    let pushed: std::collections::BTreeSet<String> = state
+        .groups
+        .iter()
+        .filter_map(|g| g.okta_group_id.clone())
+        .collect();
+    assert_eq!(pushed, assigned);
+    assert!(state.groups.iter().any(|g| !g.members.is_empty()));
+}

@@ -536,15 +536,7 @@ async fn users_are_applied_while_group_members_are_still_read() {
             ),
         )
         .await;
-    let mut child = std::process::Command::new(bin())
-        .arg("--config")
-        .arg(&app.config)
-        .args(["sync", "--format", "json"])
-        .env("OKTASYNC_LOG", "oktasync=info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run oktasync: {e}"));
+    let mut child = app.spawn_sync();
     let store = oktasync::store::Store::connect(&app.store_url)
         .await
         .unwrap_or_else(|e| panic!("store: {e}"));
