@@ -85,6 +85,18 @@ struct GroupWrite<'a> {
     pushed: bool,
 }
 
+/// Writes of groups linked to Okta, as the engine makes them: (Okta group id, id, document).
+fn linked_writes<'a>(rows: &'a [(&'a str, String, Value)]) -> Vec<GroupWrite<'a>> {
+    rows.iter()
+        .map(|(okta_group_id, id, doc)| GroupWrite {
+            id,
+            okta_group_id: Some(okta_group_id),
+            doc,
+            pushed: false,
+        })
+        .collect()
+}
+
 /// The id and document of one row found by `$sql` (workspace id, key), or NotFound.
 macro_rules! find_doc {
     ($tx:expr, $sql:expr, $ws:expr, $key:expr, $missing:expr) => {{
@@ -224,50 +236,177 @@ macro_rules! create_users {
     }};
 }
 
-/// Inserts or updates a group (by id) and replaces its member rows from its document.
-macro_rules! write_group {
-    ($tx:expr, $ws:expr, $w:expr, $now:expr) => {{
-        let w: &GroupWrite<'_> = $w;
-        let display_name = w.doc.get("displayName").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let external_id = w.doc.get("externalId").and_then(Value::as_str).map(str::to_owned);
-        sqlx::query(
-            "INSERT INTO workspace_groups (workspace_id, id, okta_group_id, external_id, display_name, doc, pushed_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
-             ON CONFLICT (workspace_id, id) DO UPDATE SET okta_group_id = excluded.okta_group_id, \
+/// The workspace ids of Okta users (those managed here), many a query.
+macro_rules! resolve_members {
+    ($tx:ident, $ws:expr, $okta_ids:expr) => {{
+        let okta_ids: &[&str] = $okta_ids;
+        let mut found: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        for chunk in okta_ids.chunks(MEMBER_ROWS) {
+            let mut select = sqlx::QueryBuilder::new(
+                "SELECT okta_id, id FROM workspace_users WHERE workspace_id = ",
+            );
+            select.push_bind($ws).push(" AND okta_id IN (");
+            let mut ids = select.separated(", ");
+            for okta_id in chunk {
+                ids.push_bind(*okta_id);
+            }
+            select.push(")");
+            let rows: Vec<(String, String)> = select.build_query_as().fetch_all(&mut *$tx).await?;
+            found.extend(rows);
+        }
+        found
+    }};
+}
+
+/// The rows of the groups linked to `$okta_group_ids`: Okta group id → (id, document).
+macro_rules! linked_groups {
+    ($tx:ident, $ws:expr, $okta_group_ids:expr) => {{
+        let mut select = sqlx::QueryBuilder::new(
+            "SELECT okta_group_id, id, doc FROM workspace_groups WHERE workspace_id = ",
+        );
+        select.push_bind($ws).push(" AND okta_group_id IN (");
+        let mut ids = select.separated(", ");
+        for okta_group_id in $okta_group_ids {
+            ids.push_bind(okta_group_id);
+        }
+        select.push(")");
+        let rows: Vec<(String, String, String)> =
+            select.build_query_as().fetch_all(&mut *$tx).await?;
+        rows.into_iter()
+            .map(|(okta_group_id, id, doc)| (okta_group_id, (id, doc)))
+            .collect::<std::collections::HashMap<String, (String, String)>>()
+    }};
+}
+
+/// Creates (or, for an Okta group already linked here, renames in place) groups from Okta:
+/// what `CreateGroup` without a group to link does, for many groups in a few statements.
+macro_rules! create_groups {
+    ($tx:ident, $ws:expr, $creates:expr, $now:expr) => {{
+        let creates: &[(&str, &str)] = $creates;
+        let mut existing = linked_groups!(
+            $tx,
+            $ws,
+            creates.iter().map(|(okta_group_id, _)| *okta_group_id)
+        );
+        let mut rows = Vec::with_capacity(creates.len());
+        for (okta_group_id, display_name) in creates {
+            let (id, old) = match existing.remove(*okta_group_id) {
+                Some((id, doc)) => (id, Some(parse_doc(&doc)?)),
+                None => (uuid::Uuid::new_v4().to_string(), None),
+            };
+            rows.push((
+                *okta_group_id,
+                id,
+                scim_wire::merge_group(old.as_ref(), display_name),
+            ));
+        }
+        write_groups!($tx, $ws, &linked_writes(&rows), $now)?;
+    }};
+}
+
+/// Adds members to groups: what `AddMembers` does, for many groups in a few statements.
+/// Returns from the enclosing function when a group or a member is missing (the one-by-one
+/// replay that follows gives each operation its own outcome, keeping the members found).
+macro_rules! add_members {
+    ($tx:ident, $ws:expr, $adds:expr, $now:expr) => {{
+        let adds: &[(&str, &[String])] = $adds;
+        let mut groups = linked_groups!(
+            $tx,
+            $ws,
+            adds.iter().map(|(okta_group_id, _)| *okta_group_id)
+        );
+        let okta_ids: Vec<&str> = adds
+            .iter()
+            .flat_map(|(_, members)| members.iter().map(String::as_str))
+            .collect();
+        let found = resolve_members!($tx, $ws, &okta_ids);
+        if let Some(missing) = okta_ids.iter().find(|m| !found.contains_key(**m)) {
+            return Err(StoreError::NotFound(format!(
+                "members not in the workspace yet: {missing}"
+            )));
+        }
+        let mut rows = Vec::with_capacity(adds.len());
+        for (okta_group_id, members) in adds {
+            let Some((id, old)) = groups.remove(*okta_group_id) else {
+                return Err(StoreError::NotFound(format!(
+                    "pushed group {okta_group_id} does not exist"
+                )));
+            };
+            let add: Vec<String> = members
+                .iter()
+                .filter_map(|m| found.get(m).cloned())
+                .collect();
+            rows.push((
+                *okta_group_id,
+                id,
+                scim_wire::change_group_members(&parse_doc(&old)?, &add, &[]),
+            ));
+        }
+        write_groups!($tx, $ws, &linked_writes(&rows), $now)?;
+    }};
+}
+
+/// Inserts or updates groups (by id) and replaces their member rows from their documents,
+/// in a few statements however many groups: a first sync writes thousands with their
+/// members.
+macro_rules! write_groups {
+    ($tx:expr, $ws:expr, $writes:expr, $now:expr) => {{
+        let writes: &[GroupWrite<'_>] = $writes;
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO workspace_groups (workspace_id, id, okta_group_id, external_id, display_name, doc, pushed_at, created_at, updated_at) ",
+        );
+        insert.push_values(writes, |mut row, w| {
+            let display_name = w.doc.get("displayName").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let external_id = w.doc.get("externalId").and_then(Value::as_str).map(str::to_owned);
+            row.push_bind($ws)
+                .push_bind(w.id)
+                .push_bind(w.okta_group_id)
+                .push_bind(external_id)
+                .push_bind(display_name)
+                .push_bind(w.doc.to_string())
+                .push_bind(w.pushed.then_some($now))
+                .push_bind($now)
+                .push_bind($now);
+        });
+        insert.push(
+            " ON CONFLICT (workspace_id, id) DO UPDATE SET okta_group_id = excluded.okta_group_id, \
              external_id = excluded.external_id, display_name = excluded.display_name, doc = excluded.doc, \
              pushed_at = COALESCE(excluded.pushed_at, workspace_groups.pushed_at), \
              version = workspace_groups.version + 1, updated_at = excluded.updated_at",
-        )
-        .bind($ws)
-        .bind(w.id)
-        .bind(w.okta_group_id)
-        .bind(external_id)
-        .bind(display_name)
-        .bind(w.doc.to_string())
-        .bind(w.pushed.then_some($now))
-        .bind($now)
-        .execute(&mut *$tx)
-        .await
-        .map_err(StoreError::from)?;
-        sqlx::query("DELETE FROM workspace_group_members WHERE workspace_id = $1 AND group_id = $2")
-            .bind($ws)
-            .bind(w.id)
-            .execute(&mut *$tx)
-            .await
-            .map_err(StoreError::from)?;
-        let members = scim_wire::group_member_ids(w.doc);
+        );
+        insert.build().execute(&mut *$tx).await.map_err(StoreError::from)?;
+        let mut delete = sqlx::QueryBuilder::new("DELETE FROM workspace_group_members WHERE workspace_id = ");
+        delete.push_bind($ws).push(" AND group_id IN (");
+        let mut ids = delete.separated(", ");
+        for w in writes {
+            ids.push_bind(w.id);
+        }
+        delete.push(")");
+        delete.build().execute(&mut *$tx).await.map_err(StoreError::from)?;
+        let members: Vec<(&str, String)> = writes
+            .iter()
+            .flat_map(|w| scim_wire::group_member_ids(w.doc).into_iter().map(move |m| (w.id, m)))
+            .collect();
         // Many rows a statement: a first sync writes groups of thousands of members.
         for chunk in members.chunks(MEMBER_ROWS) {
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO workspace_group_members (workspace_id, group_id, user_id) ",
             );
-            insert.push_values(chunk, |mut row, member| {
-                row.push_bind($ws).push_bind(w.id).push_bind(member.as_str());
+            insert.push_values(chunk, |mut row, (group_id, member)| {
+                row.push_bind($ws).push_bind(*group_id).push_bind(member.as_str());
             });
             insert.push(" ON CONFLICT DO NOTHING");
             insert.build().execute(&mut *$tx).await.map_err(StoreError::from)?;
         }
         Ok::<(), StoreError>(())
+    }};
+}
+
+/// Inserts or updates one group (by id) and replaces its member rows from its document.
+macro_rules! write_group {
+    ($tx:expr, $ws:expr, $w:expr, $now:expr) => {{
+        let write: &GroupWrite<'_> = $w;
+        write_groups!($tx, $ws, std::slice::from_ref(write), $now)
     }};
 }
 
@@ -427,19 +566,8 @@ macro_rules! apply_in_tx {
             }
             Operation::AddMembers { okta_group_id, members } => {
                 let (id, old) = find_doc!($tx, PUSHED_GROUP, $ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
-                // The members' workspace ids, many a query.
-                let mut found: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-                for chunk in members.chunks(MEMBER_ROWS) {
-                    let mut select = sqlx::QueryBuilder::new("SELECT okta_id, id FROM workspace_users WHERE workspace_id = ");
-                    select.push_bind($ws).push(" AND okta_id IN (");
-                    let mut ids = select.separated(", ");
-                    for okta_id in chunk {
-                        ids.push_bind(okta_id.as_str());
-                    }
-                    select.push(")");
-                    let rows: Vec<(String, String)> = select.build_query_as().fetch_all(&mut *$tx).await?;
-                    found.extend(rows);
-                }
+                let okta_ids: Vec<&str> = members.iter().map(String::as_str).collect();
+                let found = resolve_members!($tx, $ws, &okta_ids);
                 let mut add = Vec::new();
                 let mut missing = Vec::new();
                 for okta_id in members {
@@ -785,6 +913,18 @@ impl Store {
                     rest = &rest[creates.len()..];
                     continue;
                 }
+                let groups = leading_group_creates(rest);
+                if groups.len() > 1 {
+                    create_groups!(tx, ws, &groups, now);
+                    rest = &rest[groups.len()..];
+                    continue;
+                }
+                let adds = leading_member_adds(rest);
+                if adds.len() > 1 {
+                    add_members!(tx, ws, &adds, now);
+                    rest = &rest[adds.len()..];
+                    continue;
+                }
                 if let Some(error) = apply_in_tx!(tx, ws, *operation, now) {
                     return Err(error);
                 }
@@ -807,6 +947,43 @@ fn leading_creates<'a>(operations: &[&'a Operation]) -> Vec<(&'a str, &'a UserAt
                 okta_id,
                 attributes,
             } if seen.insert(okta_id.as_str()) => Some((okta_id.as_str(), attributes)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `CreateGroup` operations that link no existing group at the start of `operations`,
+/// up to the first other one or the first Okta group seen twice.
+fn leading_group_creates<'a>(operations: &[&'a Operation]) -> Vec<(&'a str, &'a str)> {
+    let mut seen = std::collections::HashSet::new();
+    operations
+        .iter()
+        .map_while(|operation| match operation {
+            Operation::CreateGroup {
+                okta_group_id,
+                display_name,
+                adopt: None,
+            } if seen.insert(okta_group_id.as_str()) => {
+                Some((okta_group_id.as_str(), display_name.as_str()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `AddMembers` operations at the start of `operations`, up to the first other one or
+/// the first Okta group seen twice.
+fn leading_member_adds<'a>(operations: &[&'a Operation]) -> Vec<(&'a str, &'a [String])> {
+    let mut seen = std::collections::HashSet::new();
+    operations
+        .iter()
+        .map_while(|operation| match operation {
+            Operation::AddMembers {
+                okta_group_id,
+                members,
+            } if seen.insert(okta_group_id.as_str()) => {
+                Some((okta_group_id.as_str(), members.as_slice()))
+            }
             _ => None,
         })
         .collect()

@@ -249,6 +249,64 @@ async fn conformance(backend: Backend) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(state.users.len(), 7);
 
+    // Consecutive group creates, then consecutive member adds (a plan's order) are written
+    // many a statement, meaning what they mean one at a time: a group already linked is
+    // renamed in place; an add naming a user not here keeps the members found and fails
+    // alone, as does an add to a group not linked.
+    let linked = |state: &oktasync::model::WorkspaceState, okta_group_id: &str| {
+        state
+            .groups
+            .iter()
+            .find(|g| g.okta_group_id.as_deref() == Some(okta_group_id))
+            .map(|g| (g.id.clone(), g.display_name.clone(), g.members.len()))
+            .unwrap_or_else(|| panic!("group {okta_group_id}: {state:?}"))
+    };
+    let (ops_id, _, ops_members) = linked(&state, "00g2");
+    let groups_before = state.groups.len();
+    let create_group = |okta_group_id: &str, name: &str| Operation::CreateGroup {
+        okta_group_id: okta_group_id.into(),
+        display_name: name.into(),
+        adopt: None,
+    };
+    let add_to = |okta_group_id: &str, members: &[&str]| Operation::AddMembers {
+        okta_group_id: okta_group_id.into(),
+        members: members.iter().map(|m| (*m).to_owned()).collect(),
+    };
+    let batch = [
+        create_group("00g2", "Ops Team"),
+        create_group("00g3", "Design"),
+        create_group("00g4", "Legal"),
+        add_to("00g3", &["00u5", "00u7"]),
+        add_to("00g4", &["00u7"]),
+    ];
+    let refs: Vec<&Operation> = batch.iter().collect();
+    let results = store.apply_operations("ws", &refs).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let batch = [
+        add_to("00g3", &["00u8"]),
+        add_to("00g4", &["00u999", "00u10"]),
+        add_to("00g404", &["00u5"]),
+    ];
+    let refs: Vec<&Operation> = batch.iter().collect();
+    let results = store.apply_operations("ws", &refs).await;
+    assert_eq!(failed_indices(&results), vec![1, 2], "{results:?}");
+    let state = store
+        .load_workspace("ws")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state.groups.len(), groups_before + 2);
+    assert_eq!(
+        linked(&state, "00g2"),
+        (ops_id, "Ops Team".to_string(), ops_members),
+        "renamed in place"
+    );
+    assert_eq!(linked(&state, "00g3").2, 3);
+    assert_eq!(
+        linked(&state, "00g4").2,
+        2,
+        "00u7, and 00u10 despite 00u999"
+    );
+
     // Journal: pending entries of an interrupted cycle are superseded by the next cycle.
     let cycle = store
         .begin_cycle("ws", false)
