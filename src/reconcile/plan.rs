@@ -124,6 +124,10 @@ pub struct PushedObject {
     pub create: bool,
     /// `If-Match`: the write applies only to this version.
     pub expected_version: Option<i64>,
+    /// When the request arrived (Unix ms): the object's `meta.lastModified`, and
+    /// `meta.created` for a create, so that the answer shows what is stored without
+    /// reading it back.
+    pub received_at: i64,
 }
 
 /// The operation kinds, in the order a plan applies them and the JSON summary names them.

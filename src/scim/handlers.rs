@@ -21,6 +21,8 @@ use crate::reconcile::apply::apply;
 use crate::reconcile::plan::{Operation, PushedObject};
 use crate::reconcile::ports::{TargetError, TargetErrorKind};
 use crate::scim_wire::{ResourceType, ScimError, normalize, user_columns};
+use crate::store::now_millis;
+use crate::store::scim::StoredResource;
 
 type Result<T> = std::result::Result<T, ScimResponseError>;
 type Params = Query<HashMap<String, String>>;
@@ -64,12 +66,7 @@ fn if_match(headers: &HeaderMap) -> Option<i64> {
         .and_then(parse_etag)
 }
 
-async fn fetch(
-    state: &ScimState,
-    rt: ResourceType,
-    ws: &str,
-    id: &str,
-) -> Result<crate::store::scim::StoredResource> {
+async fn fetch(state: &ScimState, rt: ResourceType, ws: &str, id: &str) -> Result<StoredResource> {
     state
         .store
         .scim_get(rt, ws, id)
@@ -262,18 +259,17 @@ async fn get_one(
     Ok(json_response(StatusCode::OK, &body, Some(stored.version)))
 }
 
-/// Applies one write through the engine and answers with the stored result.
+/// Applies one write through the engine and answers with the resource as written: the
+/// document, version and times the store now holds, without reading the row back.
+/// `expected_version` None is a create (201), Some an update of that version (200).
 async fn write(
     state: &ScimState,
     rt: ResourceType,
     ws: &str,
-    operation: Operation,
-    status: StatusCode,
+    written: StoredResource,
+    expected_version: Option<i64>,
 ) -> Result<Response> {
-    let id = match &operation {
-        Operation::PushUser(p) | Operation::PushGroup(p) => p.workspace_id.clone(),
-        _ => String::new(),
-    };
+    let operation = pushed(rt, &written, expected_version);
     let outcome = apply(
         &state.target,
         &state.store,
@@ -287,9 +283,12 @@ async fn write(
     if let Some((_, error)) = outcome.failed.first() {
         return Err(target_error(rt, error).into());
     }
-    let stored = fetch(state, rt, ws, &id).await?;
-    let body = render::resource(rt, ws, &stored);
-    let mut response = json_response(status, &body, Some(stored.version));
+    let body = render::resource(rt, ws, &written);
+    let status = match expected_version {
+        None => StatusCode::CREATED,
+        Some(_) => StatusCode::OK,
+    };
+    let mut response = json_response(status, &body, Some(written.version));
     if status == StatusCode::CREATED
         && let Some(location) = body
             .pointer("/meta/location")
@@ -321,15 +320,10 @@ fn target_error(rt: ResourceType, error: &TargetError) -> ScimError {
     }
 }
 
-fn pushed(
-    rt: ResourceType,
-    id: String,
-    doc: &Value,
-    create: bool,
-    expected_version: Option<i64>,
-) -> Operation {
+fn pushed(rt: ResourceType, written: &StoredResource, expected_version: Option<i64>) -> Operation {
+    let doc = &written.doc;
     let object = PushedObject {
-        workspace_id: id,
+        workspace_id: written.id.clone(),
         external_id: match rt {
             ResourceType::User => user_columns(doc).2,
             ResourceType::Group => doc
@@ -338,8 +332,9 @@ fn pushed(
                 .map(str::to_owned),
         },
         document: doc.to_string(),
-        create,
+        create: expected_version.is_none(),
         expected_version,
+        received_at: written.updated_at,
     };
     match rt {
         ResourceType::User => Operation::PushUser(object),
@@ -354,15 +349,15 @@ async fn create(
     body: Body,
 ) -> Result<Response> {
     let doc = normalize(rt, &body_json(body).await?)?;
-    let id = uuid::Uuid::new_v4().to_string();
-    write(
-        &state,
-        rt,
-        &ws,
-        pushed(rt, id, &doc, true, None),
-        StatusCode::CREATED,
-    )
-    .await
+    let received_at = now_millis();
+    let written = StoredResource {
+        id: uuid::Uuid::new_v4().to_string(),
+        doc,
+        version: 1,
+        created_at: received_at,
+        updated_at: received_at,
+    };
+    write(&state, rt, &ws, written, None).await
 }
 
 /// PUT (`patch` false: the body is the whole resource, read-only attributes kept) or PATCH
@@ -389,15 +384,15 @@ async fn update(
         }
         normalize(rt, &input)?
     };
-    let expected = if_match(&headers).or(Some(current.version));
-    write(
-        &state,
-        rt,
-        &ws,
-        pushed(rt, id, &doc, false, expected),
-        StatusCode::OK,
-    )
-    .await
+    let expected = if_match(&headers).unwrap_or(current.version);
+    let written = StoredResource {
+        id,
+        doc,
+        version: expected + 1,
+        created_at: current.created_at,
+        updated_at: now_millis(),
+    };
+    write(&state, rt, &ws, written, Some(expected)).await
 }
 
 async fn delete(

@@ -100,23 +100,28 @@ impl Store {
         let condition = filter
             .map(|f| format!(" AND ({})", f.condition))
             .unwrap_or_default();
-        let n = filter.map(|f| f.params.len()).unwrap_or(0);
         // The table name and the condition are ours; every value is a bound parameter.
         let count_sql = format!(
             "SELECT COUNT(*) FROM {} r WHERE r.workspace_id = $1{condition}",
             table(rt)
         );
+        // LIMIT and OFFSET are written as literals (numbers of ours, never request text):
+        // SQLite re-prepares a statement whose LIMIT is a parameter each time it runs, which
+        // cost Okta's `userName eq` lookup a fifth of its time. The first page, which every
+        // lookup asks for, stays prepared; later pages are prepared once each.
         let page_sql = format!(
             "SELECT r.id, r.doc, r.version, r.created_at, r.updated_at FROM {} r WHERE r.workspace_id = $1{condition} \
-             ORDER BY r.id LIMIT ${} OFFSET ${}",
+             ORDER BY r.id LIMIT {} OFFSET {}",
             table(rt),
-            n + 2,
-            n + 3
+            limit.max(0),
+            offset.max(0)
         );
         let params = filter.map(|f| f.params.clone()).unwrap_or_default();
         let (total, rows): (i64, Vec<Row>) = on_pool!(self, pool => {
             let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql)).bind(workspace_id);
-            let mut page = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(page_sql)).bind(workspace_id);
+            let mut page = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(page_sql))
+                .persistent(offset == 0)
+                .bind(workspace_id);
             for p in &params {
                 match p {
                     Param::Text(s) => {
@@ -133,7 +138,7 @@ impl Store {
                     }
                 }
             }
-            let rows: Vec<Row> = if limit > 0 { page.bind(limit).bind(offset).fetch_all(pool).await? } else { Vec::new() };
+            let rows: Vec<Row> = if limit > 0 { page.fetch_all(pool).await? } else { Vec::new() };
             // A short, non-empty page (or a short first page) ends the results: its length
             // gives the total without counting. Okta's `userName eq` lookups are such pages.
             let short = rows.len() < usize::try_from(limit).unwrap_or(usize::MAX);

@@ -74,7 +74,7 @@ struct UserWrite<'a> {
     id: &'a str,
     okta_id: Option<&'a str>,
     doc: &'a Value,
-    pushed: bool,
+    pushed: Pushed,
 }
 
 /// A group row to write.
@@ -82,7 +82,38 @@ struct GroupWrite<'a> {
     id: &'a str,
     okta_group_id: Option<&'a str>,
     doc: &'a Value,
-    pushed: bool,
+    pushed: Pushed,
+}
+
+/// Whether a row write is a push (a SCIM client's write, which a pull whose read predates
+/// it must not revert) and when the row counts as modified.
+#[derive(Clone, Copy)]
+enum Pushed {
+    /// The engine's write from Okta: modified at the transaction's time.
+    No,
+    /// Pushed, modified at the transaction's time.
+    Now,
+    /// Pushed by a SCIM request that arrived at this time (ms): the row's modification
+    /// time, as the request's answer rendered it without reading the row back.
+    ReceivedAt(i64),
+}
+
+impl Pushed {
+    /// The row's `pushed_at`: when the write happened, which orders it against reads.
+    fn pushed_at(self, now: i64) -> Option<i64> {
+        match self {
+            Pushed::No => None,
+            Pushed::Now | Pushed::ReceivedAt(_) => Some(now),
+        }
+    }
+
+    /// The row's `updated_at` (and `created_at`, for a new row).
+    fn modified_at(self, now: i64) -> i64 {
+        match self {
+            Pushed::ReceivedAt(at) => at,
+            Pushed::No | Pushed::Now => now,
+        }
+    }
 }
 
 /// Writes of groups linked to Okta, as the engine makes them: (Okta group id, id, document).
@@ -92,7 +123,7 @@ fn linked_writes<'a>(rows: &'a [(&'a str, String, Value)]) -> Vec<GroupWrite<'a>
             id,
             okta_group_id: Some(okta_group_id),
             doc,
-            pushed: false,
+            pushed: Pushed::No,
         })
         .collect()
 }
@@ -168,9 +199,9 @@ macro_rules! write_users {
                 .push_bind(attributes.email)
                 .push_bind(active)
                 .push_bind(w.doc.to_string())
-                .push_bind(w.pushed.then_some($now))
-                .push_bind($now)
-                .push_bind($now);
+                .push_bind(w.pushed.pushed_at($now))
+                .push_bind(w.pushed.modified_at($now))
+                .push_bind(w.pushed.modified_at($now));
         });
         insert.push(
             " ON CONFLICT (workspace_id, id) DO UPDATE SET okta_id = excluded.okta_id, external_id = excluded.external_id, \
@@ -229,7 +260,7 @@ macro_rules! create_users {
                 id,
                 okta_id: Some(okta_id),
                 doc,
-                pushed: false,
+                pushed: Pushed::No,
             })
             .collect();
         write_users!($tx, $ws, &writes, $now)?;
@@ -364,9 +395,9 @@ macro_rules! write_groups {
                 .push_bind(external_id)
                 .push_bind(display_name)
                 .push_bind(w.doc.to_string())
-                .push_bind(w.pushed.then_some($now))
-                .push_bind($now)
-                .push_bind($now);
+                .push_bind(w.pushed.pushed_at($now))
+                .push_bind(w.pushed.modified_at($now))
+                .push_bind(w.pushed.modified_at($now));
         });
         insert.push(
             " ON CONFLICT (workspace_id, id) DO UPDATE SET okta_group_id = excluded.okta_group_id, \
@@ -447,27 +478,97 @@ struct JournalRow<'a> {
     detail: &'a str,
 }
 
+/// Inserts finished journal entries (error None: applied) in `$tx`, in one statement.
+macro_rules! insert_journal_rows {
+    ($tx:ident, $rows:expr, $now:expr) => {{
+        let rows: &[(JournalRow<'_>, Option<&str>)] = $rows;
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO journal (cycle_id, source, workspace_id, seq, op, okta_id, detail, status, error, created_at, finished_at) ",
+        );
+        insert.push_values(rows, |mut values, (row, error)| {
+            values
+                .push_bind(row.cycle_id)
+                .push_bind(if row.cycle_id.is_some() { "pull" } else { "scim" })
+                .push_bind(row.ws)
+                .push_bind(0_i64)
+                .push_bind(row.operation.kind().as_str())
+                .push_bind(row.operation.okta_id())
+                .push_bind(row.detail)
+                .push_bind(if error.is_some() { "failed" } else { "applied" })
+                .push_bind(*error)
+                .push_bind($now)
+                .push_bind($now);
+        });
+        insert.build().execute(&mut *$tx).await.map_err(StoreError::from)
+    }};
+}
+
 /// Inserts a finished journal entry (`$error` None: applied) in `$tx`.
 macro_rules! insert_journal_row {
     ($tx:ident, $row:expr, $error:expr, $now:expr) => {{
         let row: &JournalRow<'_> = $row;
         let error: Option<&str> = $error;
-        sqlx::query(
-            "INSERT INTO journal (cycle_id, source, workspace_id, seq, op, okta_id, detail, status, error, created_at, finished_at) \
-             VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $9, $9)",
+        insert_journal_rows!(
+            $tx,
+            &[(
+                JournalRow {
+                    cycle_id: row.cycle_id,
+                    ws: row.ws,
+                    operation: row.operation,
+                    detail: row.detail
+                },
+                error,
+            )],
+            $now
         )
-        .bind(row.cycle_id)
-        .bind(if row.cycle_id.is_some() { "pull" } else { "scim" })
-        .bind(row.ws)
-        .bind(row.operation.kind().as_str())
-        .bind(row.operation.okta_id())
-        .bind(row.detail)
-        .bind(if error.is_some() { "failed" } else { "applied" })
-        .bind(error)
-        .bind($now)
-        .execute(&mut *$tx)
-        .await
-        .map_err(StoreError::from)
+    }};
+}
+
+/// SCIM creates of users in one workspace, applied and journaled in `$tx` with one
+/// statement each for the check, the users and the journal: what each would do alone
+/// (`PushUser` with `create`). Any of them failing (an id taken, a userName held, in any
+/// letter case) returns from the enclosing function, and each is then written alone.
+macro_rules! push_user_creates {
+    ($tx:ident, $writes:expr, $now:expr) => {{
+        let writes: &[QueuedWrite] = $writes;
+        let ws = writes.first().map(|w| w.ws.as_str()).unwrap_or_default();
+        let pushed: Vec<&PushedObject> = writes
+            .iter()
+            .filter_map(|w| match &w.operation {
+                Operation::PushUser(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let mut select =
+            sqlx::QueryBuilder::new("SELECT id FROM workspace_users WHERE workspace_id = ");
+        select.push_bind(ws).push(" AND id IN (");
+        let mut ids = select.separated(", ");
+        for p in &pushed {
+            ids.push_bind(p.workspace_id.as_str());
+        }
+        select.push(")");
+        let taken: Option<(String,)> = select.build_query_as().fetch_optional(&mut *$tx).await?;
+        if let Some((id,)) = taken {
+            return Err(StoreError::Conflict(format!("{id} already exists")));
+        }
+        let docs = pushed
+            .iter()
+            .map(|p| parse_doc(&p.document))
+            .collect::<Result<Vec<Value>, StoreError>>()?;
+        let users: Vec<UserWrite<'_>> = pushed
+            .iter()
+            .zip(&docs)
+            .map(|(p, doc)| UserWrite {
+                id: &p.workspace_id,
+                okta_id: None,
+                doc,
+                pushed: Pushed::ReceivedAt(p.received_at),
+            })
+            .collect();
+        write_users!($tx, ws, &users, $now)?;
+        let entries: Vec<(JournalRow<'_>, Option<&str>)> =
+            writes.iter().map(|w| (w.entry(), None)).collect();
+        insert_journal_rows!($tx, &entries, $now)?;
     }};
 }
 
@@ -511,20 +612,20 @@ macro_rules! apply_in_tx {
                     )));
                 };
                 let doc = scim_wire::merge_user(Some(&parse_doc(&old)?), attributes, true, Some(okta_id));
-                write_user!($tx, $ws, &UserWrite { id: object_id, okta_id: Some(okta_id), doc: &doc, pushed: false }, $now)?;
+                write_user!($tx, $ws, &UserWrite { id: object_id, okta_id: Some(okta_id), doc: &doc, pushed: Pushed::No }, $now)?;
             }
             Operation::UpdateUser { okta_id, to: attributes, .. }
             | Operation::ReactivateUser { okta_id, attributes, .. } => {
                 let (id, old) = find_doc!($tx, MANAGED_USER, $ws, okta_id, format!("no managed user for Okta user {okta_id}"))?;
                 let doc = scim_wire::merge_user(Some(&old), attributes, true, Some(okta_id));
-                write_user!($tx, $ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: false }, $now)?;
+                write_user!($tx, $ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: Pushed::No }, $now)?;
             }
             Operation::DeactivateUser { okta_id, .. } => {
                 let (id, mut doc) = find_doc!($tx, MANAGED_USER, $ws, okta_id, format!("no managed user for Okta user {okta_id}"))?;
                 if let Some(obj) = doc.as_object_mut() {
                     obj.insert("active".into(), Value::Bool(false));
                 }
-                write_user!($tx, $ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: false }, $now)?;
+                write_user!($tx, $ws, &UserWrite { id: &id, okta_id: Some(okta_id), doc: &doc, pushed: Pushed::No }, $now)?;
             }
             Operation::CreateGroup { okta_group_id, display_name, adopt } => {
                 let existing = match adopt {
@@ -557,12 +658,12 @@ macro_rules! apply_in_tx {
                     _ => display_name.clone(),
                 };
                 let doc = scim_wire::merge_group(old.as_ref(), &name);
-                write_group!($tx, $ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, $now)?;
+                write_group!($tx, $ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: Pushed::No }, $now)?;
             }
             Operation::RenameGroup { okta_group_id, to, .. } => {
                 let (id, old) = find_doc!($tx, PUSHED_GROUP, $ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
                 let doc = scim_wire::merge_group(Some(&old), to);
-                write_group!($tx, $ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, $now)?;
+                write_group!($tx, $ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: Pushed::No }, $now)?;
             }
             Operation::AddMembers { okta_group_id, members } => {
                 let (id, old) = find_doc!($tx, PUSHED_GROUP, $ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
@@ -577,7 +678,7 @@ macro_rules! apply_in_tx {
                     }
                 }
                 let doc = scim_wire::change_group_members(&old, &add, &[]);
-                write_group!($tx, $ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, $now)?;
+                write_group!($tx, $ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: Pushed::No }, $now)?;
                 if !missing.is_empty() {
                     // Keep the members that exist; the missing ones come back next cycle.
                     soft = Some(StoreError::NotFound(format!(
@@ -590,7 +691,7 @@ macro_rules! apply_in_tx {
                 let (id, old) = find_doc!($tx, PUSHED_GROUP, $ws, okta_group_id, format!("pushed group {okta_group_id} does not exist"))?;
                 let remove: Vec<String> = members.iter().map(|m| m.workspace_id.clone()).collect();
                 let doc = scim_wire::change_group_members(&old, &[], &remove);
-                write_group!($tx, $ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: false }, $now)?;
+                write_group!($tx, $ws, &GroupWrite { id: &id, okta_group_id: Some(okta_group_id), doc: &doc, pushed: Pushed::No }, $now)?;
             }
             Operation::UnlinkGroup { okta_group_id, delete, .. } => {
                 if *delete {
@@ -614,12 +715,12 @@ macro_rules! apply_in_tx {
             Operation::PushUser(p) => {
                 let okta_id = check_push!($tx, $ws, "SELECT okta_id, version FROM workspace_users WHERE workspace_id = $1 AND id = $2", p)?;
                 let doc = parse_doc(&p.document)?;
-                write_user!($tx, $ws, &UserWrite { id: &p.workspace_id, okta_id: okta_id.as_deref(), doc: &doc, pushed: true }, $now)?;
+                write_user!($tx, $ws, &UserWrite { id: &p.workspace_id, okta_id: okta_id.as_deref(), doc: &doc, pushed: Pushed::ReceivedAt(p.received_at) }, $now)?;
             }
             Operation::PushGroup(p) => {
                 let okta_group_id = check_push!($tx, $ws, "SELECT okta_group_id, version FROM workspace_groups WHERE workspace_id = $1 AND id = $2", p)?;
                 let doc = parse_doc(&p.document)?;
-                write_group!($tx, $ws, &GroupWrite { id: &p.workspace_id, okta_group_id: okta_group_id.as_deref(), doc: &doc, pushed: true }, $now)?;
+                write_group!($tx, $ws, &GroupWrite { id: &p.workspace_id, okta_group_id: okta_group_id.as_deref(), doc: &doc, pushed: Pushed::ReceivedAt(p.received_at) }, $now)?;
             }
             Operation::DeleteUser { workspace_id: id } => {
                 let groups: Vec<(String, Option<String>, String)> = sqlx::query_as(
@@ -632,7 +733,7 @@ macro_rules! apply_in_tx {
                 .await?;
                 for (group_id, okta_group_id, doc) in groups {
                     let doc = scim_wire::change_group_members(&parse_doc(&doc)?, &[], std::slice::from_ref(id));
-                    write_group!($tx, $ws, &GroupWrite { id: &group_id, okta_group_id: okta_group_id.as_deref(), doc: &doc, pushed: true }, $now)?;
+                    write_group!($tx, $ws, &GroupWrite { id: &group_id, okta_group_id: okta_group_id.as_deref(), doc: &doc, pushed: Pushed::Now }, $now)?;
                 }
                 let done = sqlx::query("DELETE FROM workspace_users WHERE workspace_id = $1 AND id = $2")
                     .bind($ws)
@@ -720,7 +821,7 @@ impl Store {
         let now = now_millis();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let w = UserWrite { id: &id, okta_id: None, doc: &doc, pushed: false };
+            let w = UserWrite { id: &id, okta_id: None, doc: &doc, pushed: Pushed::No };
             write_user!(tx, workspace_id, &w, now)?;
             tx.commit().await?;
         });
@@ -874,8 +975,17 @@ impl Store {
         let now = now_millis();
         let mut tx = super::begin_sqlite_write(pool, turn).await?;
         let mut softs = Vec::with_capacity(writes.len());
-        for write in writes {
+        let mut rest = writes;
+        while let Some(write) = rest.first() {
+            let creates = leading_user_creates(rest);
+            if creates > 1 {
+                push_user_creates!(tx, &rest[..creates], now);
+                softs.extend((0..creates).map(|_| None));
+                rest = &rest[creates..];
+                continue;
+            }
             softs.push(apply_journaled_in_tx!(tx, &write.entry(), now));
+            rest = &rest[1..];
         }
         tx.commit().await?;
         Ok(softs)
@@ -952,6 +1062,19 @@ fn leading_creates<'a>(operations: &[&'a Operation]) -> Vec<(&'a str, &'a UserAt
         .collect()
 }
 
+/// How many of `writes`, from the first, are SCIM creates of users in the same workspace
+/// (each with its own id).
+fn leading_user_creates(writes: &[QueuedWrite]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    writes
+        .iter()
+        .take_while(|w| {
+            matches!(&w.operation, Operation::PushUser(p) if p.create && seen.insert(p.workspace_id.as_str()))
+                && writes.first().is_some_and(|first| first.ws == w.ws)
+        })
+        .count()
+}
+
 /// The `CreateGroup` operations that link no existing group at the start of `operations`,
 /// up to the first other one or the first Okta group seen twice.
 fn leading_group_creates<'a>(operations: &[&'a Operation]) -> Vec<(&'a str, &'a str)> {
@@ -1019,7 +1142,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            write_user!(tx, ws, &UserWrite { id, okta_id: anchor.as_deref(), doc, pushed: false }, now)?;
+            write_user!(tx, ws, &UserWrite { id, okta_id: anchor.as_deref(), doc, pushed: Pushed::No }, now)?;
             tx.commit().await?;
         });
         Ok(())
@@ -1043,7 +1166,7 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             let link = okta_group_id.map(str::to_owned).or(existing.and_then(|(a,)| a));
-            write_group!(tx, ws, &GroupWrite { id, okta_group_id: link.as_deref(), doc, pushed: false }, now)?;
+            write_group!(tx, ws, &GroupWrite { id, okta_group_id: link.as_deref(), doc, pushed: Pushed::No }, now)?;
             tx.commit().await?;
         });
         Ok(())

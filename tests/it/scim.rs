@@ -99,6 +99,7 @@ async fn okta_put_mode_user_lifecycle(backend: Backend) {
     // Update: GET, then PUT of the whole resource with a change.
     let (status, mut user) = d.call("GET", &format!("{base}/Users/{id}"), None).await;
     assert_eq!(status, 200);
+    assert_eq!(user, created, "a create answers with the user as stored");
     user["name"]["givenName"] = json!("Updated");
     let (status, put) = d
         .call("PUT", &format!("{base}/Users/{id}"), Some(user.clone()))
@@ -110,6 +111,9 @@ async fn okta_put_mode_user_lifecycle(backend: Backend) {
         put["meta"]["created"], created["meta"]["created"],
         "read-only meta kept"
     );
+    let (_, stored) = d.call("GET", &format!("{base}/Users/{id}"), None).await;
+    assert_eq!(stored, put, "an update answers with the user as stored");
+    assert_eq!(put["meta"]["version"], "W/\"2\"");
 
     // Deactivate: GET, PUT active=false; still readable by id (Okta's CRUD test).
     let (_, mut user) = d.call("GET", &format!("{base}/Users/{id}"), None).await;
@@ -232,6 +236,8 @@ async fn okta_group_push_sequence(backend: Backend) {
         .filter_map(|m| m["value"].as_str())
         .collect();
     assert_eq!(ids, vec![users[1].as_str(), users[2].as_str()]);
+    let (_, stored) = d.call("GET", &format!("{base}/Groups/{gid}"), None).await;
+    assert_eq!(stored, patched, "a PATCH answers with the group as stored");
     let by_member = format!("{base}/Groups?filter=members%20eq%20%22{}%22", users[2]);
     assert_eq!(d.call("GET", &by_member, None).await.1["totalResults"], 1);
 

@@ -510,6 +510,7 @@ async fn concurrent_journaled_writes(backend: Backend) {
                 external_id: None,
                 document: doc.to_string(),
                 create: true,
+                received_at: 1_700_000_000_000,
                 expected_version: None,
             });
             store.apply_journaled("ws", None, &operation).await
