@@ -5,6 +5,7 @@
 //! backend. The store owns the workspace state of the `local` target, the journal, cycles
 //! and held plans, and the locks that coordinate processes (`locks`).
 
+mod checkpoint;
 pub mod history;
 pub mod locks;
 pub mod runs;
@@ -149,6 +150,8 @@ pub struct Store {
     pool: Pool,
     /// Single journaled writes waiting for this database's SQLite write turn.
     queued: std::sync::Arc<std::sync::Mutex<Vec<workspace::QueuedWrite>>>,
+    /// SQLite: checkpoints the WAL while any clone of the store is open.
+    checkpointer: Option<std::sync::Arc<checkpoint::Checkpointer>>,
 }
 
 /// The time in Unix epoch milliseconds, as the store records it.
@@ -167,7 +170,9 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // `checkpoint` does it, outside any commit.
+                .pragma("wal_autocheckpoint", "0");
             let path = rest.trim_start_matches("//");
             if let Some(parent) = std::path::Path::new(path.split('?').next().unwrap_or(path))
                 .parent()
@@ -179,12 +184,16 @@ impl Store {
             }
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
-                .connect_with(options)
+                .connect_with(options.clone())
+                .await
+                .map_err(StoreError::Connect)?;
+            let checkpointer = checkpoint::Checkpointer::start(&options)
                 .await
                 .map_err(StoreError::Connect)?;
             Ok(Self {
                 pool: Pool::Sqlite(pool),
                 queued: Default::default(),
+                checkpointer: Some(std::sync::Arc::new(checkpointer)),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)
@@ -198,6 +207,7 @@ impl Store {
             Ok(Self {
                 pool: Pool::Postgres(pool),
                 queued: Default::default(),
+                checkpointer: None,
             })
         } else {
             Err(StoreError::Url(
@@ -229,6 +239,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop();
+        }
         on_pool!(self, pool => pool.close().await);
     }
 }

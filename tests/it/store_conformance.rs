@@ -556,3 +556,43 @@ async fn concurrent_journaled_writes_on_both_backends() {
         concurrent_journaled_writes(backend).await;
     }
 }
+
+/// SQLite commits never pay for a WAL checkpoint (the automatic one is off), yet the WAL
+/// is checkpointed while the store is open: a copy of the database file alone, without
+/// its WAL, soon holds what was committed.
+#[tokio::test]
+async fn sqlite_wal_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = migrated_store(Backend::Sqlite, dir.path()).await;
+    for i in 0..50 {
+        store
+            .insert_unmanaged_user("ws", None, &attrs(&format!("user{i}@example.com")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let copied = dir.path().join("copy");
+    std::fs::create_dir_all(&copied).unwrap_or_else(|e| panic!("{e}"));
+    let users_in_file_alone = || async {
+        let path = copied.join("alone.db");
+        let _ = std::fs::remove_file(copied.join("alone.db-wal"));
+        std::fs::copy(dir.path().join("oktasync.db"), &path).unwrap_or_else(|e| panic!("{e}"));
+        let alone = Store::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let users = alone
+            .load_workspace("ws")
+            .await
+            .map(|w| w.users.len())
+            .unwrap_or(0);
+        alone.close().await;
+        users
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut users = users_in_file_alone().await;
+    while users < 50 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        users = users_in_file_alone().await;
+    }
+    assert_eq!(users, 50, "the database file holds every committed user");
+    store.close().await;
+}
