@@ -3,6 +3,6 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    oktasync::heap::limit_arenas();
+    oktasync::heap::configure();
     oktasync::cli::main()
 }
