@@ -35,7 +35,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . benches/lib.sh
 
 oktasync_bin
-WORK="$(mktemp -d /tmp/okta-bench.XXXXXX)"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/okta-bench.XXXXXX")"
 FAKE_PID=""
 cleanup() {
   [ -n "$FAKE_PID" ] && kill "$FAKE_PID" 2>/dev/null

@@ -189,6 +189,7 @@ where
     }
     // Every workspace's desired state, then the snapshot goes: its users are the cycle's
     // largest structure, and no longer needed while each workspace is loaded and planned.
+    let desiring = std::time::Instant::now();
     let desired: Vec<DesiredState> = workspaces
         .iter()
         .map(|spec| desired_state(&snapshot, &spec.policy))
@@ -203,6 +204,10 @@ where
     drop(snapshot.apps);
     // Its pages go back rather than stay resident as holes under the desired states.
     crate::heap::release_freed();
+    tracing::debug!(
+        elapsed_ms = desiring.elapsed().as_millis() as u64,
+        "desired states computed, snapshot released"
+    );
     let mut report = CycleReport::default();
     for ((spec, desired), early) in workspaces.iter().zip(desired).zip(early) {
         let ws = reconcile_workspace(
@@ -320,6 +325,7 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
         Some(early) => early.cycle_id,
         None => state.begin_cycle(workspace_id, options.dry_run).await?,
     };
+    let loading = std::time::Instant::now();
     let current = match target.load(workspace_id).await {
         Ok(current) => current,
         Err(TargetError { message, .. }) => {
@@ -328,6 +334,13 @@ async fn reconcile_workspace<T: WorkspaceTarget, S: StateStore>(
             return Ok(report);
         }
     };
+    tracing::debug!(
+        workspace = workspace_id,
+        users = current.users.len(),
+        groups = current.groups.len(),
+        elapsed_ms = loading.elapsed().as_millis() as u64,
+        "workspace loaded"
+    );
     let plan_options = PlanOptions {
         read_started_at: Some(read.started_at),
         ..spec.plan_options

@@ -351,7 +351,7 @@ async fn create(
     let doc = normalize(rt, &body_json(body).await?)?;
     let received_at = now_millis();
     let written = StoredResource {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: crate::store::new_object_id(),
         doc,
         version: 1,
         created_at: received_at,

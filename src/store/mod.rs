@@ -154,6 +154,16 @@ pub struct Store {
     checkpointer: Option<std::sync::Arc<checkpoint::Checkpointer>>,
 }
 
+/// A new id for a workspace user or group: a UUIDv7, whose leading bits are its creation
+/// time. Ids created together sort together, so each new row goes at the right edge of the
+/// primary key's index instead of into a random page of it: with v4 ids every create
+/// dirtied a page of its own there, which the WAL and then the checkpoint each wrote whole
+/// (a disk-bound share of `POST /Users`). The time in it is the `meta.created` SCIM already
+/// shows.
+pub fn new_object_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// The time in Unix epoch milliseconds, as the store records it.
 pub fn now_millis() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
@@ -172,7 +182,10 @@ impl Store {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
                 // `checkpoint` does it, outside any commit.
-                .pragma("wal_autocheckpoint", "0");
+                .pragma("wal_autocheckpoint", "0")
+                // Rows cross from SQLite's thread to ours through this channel: at the default
+                // 50 each few rows cost both threads a wake-up (loading a 100k workspace).
+                .row_buffer_size(4096);
             let path = rest.trim_start_matches("//");
             if let Some(parent) = std::path::Path::new(path.split('?').next().unwrap_or(path))
                 .parent()

@@ -248,7 +248,7 @@ macro_rules! create_users {
         for (okta_id, attributes) in creates {
             let (id, old) = match existing.remove(*okta_id) {
                 Some((id, doc)) => (id, Some(parse_doc(&doc)?)),
-                None => (uuid::Uuid::new_v4().to_string(), None),
+                None => (super::new_object_id(), None),
             };
             let doc = scim_wire::merge_user(old.as_ref(), attributes, true, Some(okta_id));
             rows.push((id, doc));
@@ -323,7 +323,7 @@ macro_rules! create_groups {
         for (okta_group_id, display_name) in creates {
             let (id, old) = match existing.remove(*okta_group_id) {
                 Some((id, doc)) => (id, Some(parse_doc(&doc)?)),
-                None => (uuid::Uuid::new_v4().to_string(), None),
+                None => (super::new_object_id(), None),
             };
             rows.push((
                 *okta_group_id,
@@ -650,7 +650,7 @@ macro_rules! apply_in_tx {
                     (None, Some(object_id)) => {
                         return Err(StoreError::NotFound(format!("group {object_id} to link is gone or linked elsewhere")));
                     }
-                    (None, None) => (uuid::Uuid::new_v4().to_string(), None),
+                    (None, None) => (super::new_object_id(), None),
                 };
                 // Linking keeps the workspace group's name until a rename says otherwise.
                 let name = match (&old, adopt) {
@@ -816,7 +816,7 @@ impl Store {
         external_id: Option<&str>,
         attributes: &UserAttributes,
     ) -> Result<String, StoreError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = super::new_object_id();
         let doc = scim_wire::merge_user(None, attributes, true, external_id);
         let now = now_millis();
         on_pool!(self, pool => {
