@@ -258,3 +258,18 @@ impl Store {
         on_pool!(self, pool => pool.close().await);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// What the write path counts on: ids made one after another (many within one
+    /// millisecond) are distinct and sort, as text, in the order they were made.
+    #[test]
+    fn object_ids_sort_in_creation_order() {
+        let ids: Vec<String> = (0..10_000).map(|_| super::new_object_id()).collect();
+        assert!(
+            ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "ids out of creation order"
+        );
+        assert!(ids.iter().all(|id| uuid::Uuid::parse_str(id).is_ok()));
+    }
+}
