@@ -17,7 +17,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `MIMALLOC_PURGE_DELAY` in the environment overrides it.
 const PURGE_DELAY_MS: std::ffi::c_long = 2;
 /// `mi_option_purge_delay` in mimalloc's `mi_option_t` (libmimalloc-sys names no constant
-/// for it).
+/// for it; its `mi_option_eager_commit_delay` is 14 and `mi_option_use_numa_nodes` 16).
+/// Check it against mimalloc's header when the locked libmimalloc-sys moves.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Sets up both heaps. Call first thing in `main`, before any other thread exists.
